@@ -1,0 +1,123 @@
+"""GrammarCompiler: turns grammar descriptions into cached CompiledGrammar objects."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Callable, Literal
+
+from .compiled import CompiledGrammar
+from .errors import VocabularyError
+from .grammar import Grammar
+from .index import TokenIndex, token_index
+from . import ir
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .vocab import Vocabulary
+
+__all__ = ["GrammarCompiler"]
+
+
+class GrammarCompiler:
+    """Compiles grammars for one vocabulary and caches the results.
+
+    Compilation lowers a grammar to an IR term and wraps it in a :class:`CompiledGrammar`;
+    nothing is enumerated over the vocabulary up front (states and masks are built lazily
+    and shared by every matcher), so a cold compile costs about as much as reading the
+    schema.  Results are cached by ``(vocabulary hash, canonical grammar description)``
+    in an LRU of ``cache_size`` entries.
+
+    Parameters
+    ----------
+    vocab:
+        The model's :class:`grammar.Vocabulary`.
+    cache_size:
+        Number of compiled grammars kept.
+    """
+
+    def __init__(self, vocab: "Vocabulary", *, cache_size: int = 256) -> None:
+        self.vocab = vocab
+        self.index: TokenIndex = token_index(vocab)
+        self._cache: "OrderedDict[Any, CompiledGrammar]" = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ public
+    def compile(self, grammar: Grammar) -> CompiledGrammar:
+        """Compile a :class:`Grammar` (cached by its canonical key)."""
+        if not isinstance(grammar, Grammar):
+            raise TypeError("compile() takes a grammar.Grammar")
+        return self._get(grammar.key, lambda: grammar)
+
+    def compile_json_schema(self, schema: Any, *, strict: bool = True, whitespace: int = 16,
+                            additional_properties: Literal["allow", "forbid"] = "allow",
+                            format_assertion: bool = True,
+                            remotes: Mapping[str, Any] | Callable[[str], Any] | None = None,
+                            ) -> CompiledGrammar:
+        """Compile a JSON schema (a dict, a bool, or its JSON text).
+
+        See :meth:`Grammar.json_schema` for the options.
+
+        Raises
+        ------
+        grammar.errors.SchemaError
+            The schema is malformed (names the JSON pointer).
+        grammar.errors.UnsupportedSchemaError
+            ``strict=True`` and a keyword cannot be enforced exactly (names the keyword and
+            its JSON pointer).
+        """
+        if isinstance(schema, (str, bytes)):
+            import json
+            try:
+                schema = json.loads(schema)
+            except ValueError as e:
+                from .errors import SchemaError
+                raise SchemaError(f"schema is not valid JSON: {e}") from None
+        from .grammar import _canon
+        rkey = None if remotes is None else (_canon(dict(remotes)) if isinstance(remotes, Mapping)
+                                             else ("callable", id(remotes)))
+        key = ("json", _canon(schema), strict, whitespace, additional_properties,
+               format_assertion, rkey)
+        return self._get(key, lambda: Grammar.json_schema(
+            schema, strict=strict, whitespace=whitespace,
+            additional_properties=additional_properties, format_assertion=format_assertion,
+            remotes=remotes))
+
+    def compile_regex(self, pattern: str) -> CompiledGrammar:
+        """Compile a regular expression (full match over UTF-8 text)."""
+        return self._get(("regex", pattern), lambda: Grammar.regex(pattern))
+
+    def clear_cache(self) -> None:
+        """Forget every cached compiled grammar."""
+        with self._lock:
+            self._cache.clear()
+
+    @property
+    def cache_info(self) -> dict[str, int]:
+        return {"entries": len(self._cache), "capacity": self._cache_size}
+
+    # ------------------------------------------------------------------ internals
+    def _get(self, key: Any, build: Callable[[], Grammar]) -> CompiledGrammar:
+        full = (self.vocab.hash, key)
+        with self._lock:
+            hit = self._cache.get(full)
+            if hit is not None:
+                self._cache.move_to_end(full)
+                return hit
+        g = build()
+        self._check_specials(g.term)
+        cg = CompiledGrammar(g.term, self.index, key=key, ignored=g.ignored)
+        with self._lock:
+            self._cache[full] = cg
+            self._cache.move_to_end(full)
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return cg
+
+    def _check_specials(self, term: ir.Term) -> None:
+        for tid in ir.specials_of(term):
+            if not (0 <= tid < self.vocab.vocab_size) or not self.vocab.is_special(tid):
+                raise VocabularyError(
+                    f"the grammar names special token id {tid}, which is not a special token "
+                    f"of this vocabulary (vocab_size={self.vocab.vocab_size})")

@@ -1,0 +1,141 @@
+"""Grammar: composable grammar descriptions, built only through static constructors.
+
+A :class:`Grammar` pairs an IR term (:mod:`grammar.ir`) with a canonical cache key.  Build
+larger grammars (a whole tool-calling turn) from literal text, special tokens, JSON
+schemas, regexes and free text, then compile once with
+:meth:`grammar.GrammarCompiler.compile`::
+
+    g = Grammar.sequence(
+        Grammar.literal(">>>"),
+        Grammar.choice(Grammar.literal("get_weather\\n"), Grammar.literal("get_time\\n")),
+        Grammar.json_schema({"type": "object"}),
+        Grammar.special(eot_id),
+    )
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, Callable, Literal
+
+from . import ir
+
+__all__ = ["Grammar"]
+
+
+def _canon(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=repr)
+
+
+class Grammar:
+    """An immutable grammar description.  Use the static constructors."""
+
+    __slots__ = ("term", "key", "ignored")
+
+    def __init__(self, term: ir.Term, key: Any, ignored: tuple = ()) -> None:
+        self.term = term
+        self.key = key
+        self.ignored = tuple(ignored)
+
+    def __repr__(self) -> str:
+        return f"Grammar({str(self.key)[:80]})"
+
+    # ------------------------------------------------------------------ leaves
+    @staticmethod
+    def literal(text: str | bytes) -> "Grammar":
+        """Exactly this text (``str`` is UTF-8 encoded)."""
+        raw = text.encode("utf-8") if isinstance(text, str) else bytes(text)
+        return Grammar(ir.lit(raw), ("lit", raw))
+
+    @staticmethod
+    def special(token_id: int) -> "Grammar":
+        """One special token, by id."""
+        return Grammar(ir.special(token_id), ("special", int(token_id)))
+
+    @staticmethod
+    def regex(pattern: str) -> "Grammar":
+        """Text fully matching a regular expression (see :mod:`grammar.regex` for the
+        supported subset)."""
+        from .regex import regex_term
+        return Grammar(regex_term(pattern), ("regex", pattern))
+
+    @staticmethod
+    def json_schema(schema: Any, *, strict: bool = True, whitespace: int = 16,
+                    additional_properties: Literal["allow", "forbid"] = "allow",
+                    format_assertion: bool = True,
+                    remotes: Mapping[str, Any] | Callable[[str], Any] | None = None) -> "Grammar":
+        """A JSON value valid under ``schema`` (see :mod:`grammar.schema`).
+
+        Parameters
+        ----------
+        strict:
+            Raise :class:`grammar.errors.UnsupportedSchemaError` for keywords that cannot be
+            enforced exactly; with ``False`` they are ignored and listed in ``ignored``.
+        whitespace:
+            Longest whitespace run allowed at each structural position (0: compact JSON).
+        additional_properties:
+            What an omitted ``additionalProperties`` means: ``"allow"`` (JSON Schema) or
+            ``"forbid"`` (what tool-calling grammars use).
+        format_assertion:
+            Enforce ``format`` (True) or treat it as an annotation.
+        remotes:
+            Documents for remote ``$ref`` s: a mapping URL → schema or a callable.
+        """
+        from .schema import JsonOptions, json_schema_term
+        opts = JsonOptions(whitespace=whitespace, additional_properties=additional_properties,
+                           strict=strict, format_assertion=format_assertion)
+        res = json_schema_term(schema, opts, remotes=remotes)
+        rkey: Any
+        if remotes is None:
+            rkey = None
+        elif isinstance(remotes, Mapping):
+            rkey = _canon(dict(remotes))
+        else:
+            rkey = ("callable", id(remotes))
+        key = ("json", _canon(schema), strict, whitespace, additional_properties,
+               format_assertion, rkey)
+        return Grammar(res.term, key, res.ignored)
+
+    @staticmethod
+    def text(*, stop: str | bytes | None = None, exclude: bytes = b"") -> "Grammar":
+        """Free UTF-8 text.  With ``stop``, the text runs up to and including the first
+        occurrence of ``stop`` (which appears nowhere earlier); ``exclude`` lists ASCII
+        bytes that may not occur in the text."""
+        if stop is None:
+            return Grammar(ir.any_text(exclude), ("text", None, exclude))
+        raw = stop.encode("utf-8") if isinstance(stop, str) else bytes(stop)
+        return Grammar(ir.text_until(raw, exclude), ("text", raw, exclude))
+
+    @staticmethod
+    def from_term(term: ir.Term, key: Any) -> "Grammar":
+        """Wrap an IR term built directly with :mod:`grammar.ir` (``key`` must describe it
+        canonically: it is the cache key)."""
+        return Grammar(term, ("term", key))
+
+    # ------------------------------------------------------------------ combinators
+    @staticmethod
+    def sequence(*parts: "Grammar") -> "Grammar":
+        """Concatenation."""
+        return Grammar(ir.seq(*[p.term for p in parts]), ("seq",) + tuple(p.key for p in parts),
+                       sum((p.ignored for p in parts), ()))
+
+    @staticmethod
+    def choice(*parts: "Grammar") -> "Grammar":
+        """Alternation (any one of the parts)."""
+        return Grammar(ir.alt(*[p.term for p in parts]), ("alt",) + tuple(p.key for p in parts),
+                       sum((p.ignored for p in parts), ()))
+
+    @staticmethod
+    def repeat(part: "Grammar", lo: int = 0, hi: int | None = None) -> "Grammar":
+        """``part`` repeated ``lo`` to ``hi`` times (``hi=None``: unbounded)."""
+        return Grammar(ir.repeat(part.term, lo, hi), ("rep", part.key, lo, hi), part.ignored)
+
+    @staticmethod
+    def optional(part: "Grammar") -> "Grammar":
+        return Grammar.repeat(part, 0, 1)
+
+    @staticmethod
+    def empty() -> "Grammar":
+        """The empty string."""
+        return Grammar(ir.EMPTY, ("empty",))

@@ -1,0 +1,261 @@
+"""Per-vocabulary token index: the one home of the token walk.
+
+A :class:`TokenIndex` holds what the engine precomputes once per vocabulary and shares
+across every grammar:
+
+* a **token trie** over the bytes of all text tokens, stored level by level as flat numpy
+  arrays (node ``j`` at depth ``d`` has an edge byte, a range of children at depth ``d+1``
+  and the tokens that end at it), so a walk advances a whole frontier of (node, state)
+  pairs with a few vectorised gathers per level and prunes a subtree at its first
+  impossible byte;
+* **UTF-8 slices**: for a set ``E`` of ASCII "exit" bytes, the bitmask of every token whose
+  bytes are well-formed UTF-8 (a trailing partial character allowed) and contain no byte of
+  ``E``, plus a trie of all other tokens.  An automaton state that loops on every character
+  except ``E`` (a JSON string body, free text before a stop string) accepts exactly that
+  slice plus whichever of the other tokens survive a walk: the dense 60 % of a tool call's
+  decode steps cost one copy and a walk of a few thousand tokens, once per state.
+
+Special tokens, end-of-sequence tokens and padding ids are never in the trie: grammars
+name special tokens by id (see :func:`grammar.ir.special`).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .vocab import Vocabulary
+
+__all__ = ["TokenIndex", "TokenTrie", "token_index"]
+
+
+@dataclass(frozen=True)
+class _Level:
+    label: np.ndarray      # uint8 edge byte of each node
+    child_lo: np.ndarray   # int64 first child index at the next level
+    child_hi: np.ndarray   # int64 one past the last child
+    term_lo: np.ndarray    # int64 position (in sorted order) of the first token ending here
+    term_n: np.ndarray     # int64 number of tokens ending here (0, 1, or duplicates)
+
+
+class TokenTrie:
+    """A byte trie over a set of tokens, stored as per-depth flat arrays.
+
+    Parameters
+    ----------
+    ids:
+        Token ids.
+    data:
+        Their byte strings (non-empty), in the same order.
+    """
+
+    def __init__(self, ids: np.ndarray, data: list[bytes]) -> None:
+        order = sorted(range(len(data)), key=data.__getitem__)
+        self.ids = np.asarray(ids, dtype=np.int64)[order] if len(order) else np.zeros(0, np.int64)
+        toks = [data[i] for i in order]
+        n = len(toks)
+        self.size = n
+        if n == 0:
+            self.levels: list[_Level] = []
+            return
+        lens = np.fromiter((len(t) for t in toks), dtype=np.int64, count=n)
+        maxlen = int(lens.max())
+        mat = np.zeros((n, maxlen), dtype=np.uint8)
+        flat = np.frombuffer(b"".join(toks), dtype=np.uint8)
+        rows = np.repeat(np.arange(n), lens)
+        offs = np.arange(len(flat)) - np.repeat(np.cumsum(lens) - lens, lens)
+        mat[rows, offs] = flat
+        # longest common prefix with the previous token (sorted order)
+        lcp = np.zeros(n, dtype=np.int64)
+        if n > 1:
+            minlen = np.minimum(lens[1:], lens[:-1])
+            neq = mat[1:] != mat[:-1]
+            neq |= np.arange(maxlen)[None, :] >= minlen[:, None]
+            first = np.argmax(neq, axis=1)
+            allsame = ~neq.any(axis=1)
+            first[allsame] = minlen[allsame]
+            lcp[1:] = first
+        levels: list[_Level] = []
+        starts_list = []
+        for d in range(maxlen):
+            boundary = lcp <= d
+            boundary[0] = True
+            starts = np.flatnonzero(boundary & (lens > d))
+            starts_list.append(starts)
+        for d in range(maxlen):
+            starts = starts_list[d]
+            # run end: next boundary position after start
+            bpos = np.flatnonzero((lcp <= d) | (np.arange(n) == 0))
+            nxt = np.searchsorted(bpos, starts, side="right")
+            ends = np.where(nxt < len(bpos), bpos[np.minimum(nxt, len(bpos) - 1)], n)
+            label = mat[starts, d]
+            if d + 1 < maxlen:
+                cs = starts_list[d + 1]
+                child_lo = np.searchsorted(cs, starts, side="left")
+                child_hi = np.searchsorted(cs, ends, side="left")
+            else:
+                child_lo = np.zeros(len(starts), np.int64)
+                child_hi = child_lo
+            # tokens ending at this node: a prefix of the run with length d+1
+            is_end = lens == d + 1
+            cum = np.concatenate([[0], np.cumsum(is_end)])
+            term_n = cum[ends] - cum[starts]
+            levels.append(_Level(label.astype(np.int64), child_lo.astype(np.int64),
+                                 child_hi.astype(np.int64), starts.astype(np.int64),
+                                 term_n.astype(np.int64)))
+        self.levels = levels
+
+    @property
+    def nbytes(self) -> int:
+        n = self.ids.nbytes
+        for lv in self.levels:
+            n += sum(a.nbytes for a in (lv.label, lv.child_lo, lv.child_hi, lv.term_lo, lv.term_n))
+        return n
+
+    def walk(self, start: int, step: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
+        """Token ids accepted from automaton state ``start``.
+
+        ``step(states, bytes)`` returns the next state for each (state, byte) pair, with 0
+        meaning dead.  A token is accepted when every byte leads to a live state.
+        """
+        if not self.levels:
+            return np.zeros(0, np.int64)
+        lv = self.levels[0]
+        nodes = np.arange(len(lv.label), dtype=np.int64)
+        st = step(np.full(len(nodes), start, dtype=np.int64), lv.label)
+        out = []
+        d = 0
+        while True:
+            alive = st != 0
+            nodes = nodes[alive]
+            st = st[alive]
+            if len(nodes) == 0:
+                break
+            tn = lv.term_n[nodes]
+            has = tn > 0
+            if has.any():
+                tl = lv.term_lo[nodes[has]]
+                tnn = tn[has]
+                if (tnn == 1).all():
+                    out.append(self.ids[tl])
+                else:
+                    pos = np.repeat(tl, tnn) + (np.arange(int(tnn.sum())) - np.repeat(np.cumsum(tnn) - tnn, tnn))
+                    out.append(self.ids[pos])
+            d += 1
+            if d >= len(self.levels):
+                break
+            lo = lv.child_lo[nodes]
+            cnt = lv.child_hi[nodes] - lo
+            total = int(cnt.sum())
+            if total == 0:
+                break
+            child = np.repeat(lo - (np.cumsum(cnt) - cnt), cnt) + np.arange(total)
+            pst = np.repeat(st, cnt)
+            lv = self.levels[d]
+            nodes = child
+            st = step(pst, lv.label[child])
+        if not out:
+            return np.zeros(0, np.int64)
+        return np.concatenate(out)
+
+
+def _utf8_prefix_ok(b: bytes) -> bool:
+    try:
+        b.decode("utf-8")
+        return True
+    except UnicodeDecodeError as e:
+        # only a truncated final character is acceptable
+        return e.reason == "unexpected end of data" and e.end == len(b)
+
+
+class TokenIndex:
+    """Vocabulary-level precomputation shared by every grammar compiled for it.
+
+    Use :func:`token_index` to get the (cached) instance of a vocabulary.
+    """
+
+    def __init__(self, vocab: "Vocabulary") -> None:
+        self.vocab = vocab
+        self.vocab_size = int(vocab.vocab_size)
+        self.words = (self.vocab_size + 31) // 32
+        table = vocab.token_table()
+        eos = set(int(e) for e in vocab.eos_token_ids)
+        ids, data = [], []
+        for i, b in enumerate(table[: self.vocab_size]):
+            if b and i not in eos:
+                ids.append(i)
+                data.append(b)
+        self.text_ids = np.asarray(ids, dtype=np.int64)
+        self.text_bytes = data
+        self.trie = TokenTrie(self.text_ids, data)
+        lens = np.fromiter((len(b) for b in data), dtype=np.int64, count=len(data))
+        self._lens = lens
+        self._flat = np.frombuffer(b"".join(data), dtype=np.uint8)
+        self._seg = np.concatenate([[0], np.cumsum(lens)[:-1]]) if len(lens) else np.zeros(0, np.int64)
+        self._utf8_ok: np.ndarray | None = None
+        self._slices: dict[bytes, tuple[np.ndarray, TokenTrie]] = {}
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ bitmask helpers
+    def ids_to_words(self, ids: np.ndarray) -> np.ndarray:
+        """Bitmask words (int32, ``ceil(V/32)``) with the bits of ``ids`` set."""
+        b = np.zeros(self.words * 32, dtype=np.bool_)
+        if len(ids):
+            b[ids] = True
+        return np.packbits(b, bitorder="little").view("<i4").astype(np.int32, copy=False)
+
+    # ------------------------------------------------------------------ slices
+    def utf8_ok(self) -> np.ndarray:
+        if self._utf8_ok is None:
+            self._utf8_ok = np.fromiter((_utf8_prefix_ok(b) for b in self.text_bytes),
+                                        dtype=np.bool_, count=len(self.text_bytes))
+        return self._utf8_ok
+
+    def slice(self, exits: bytes) -> tuple[np.ndarray, TokenTrie]:
+        """``(words, rest_trie)`` for the set of ASCII exit bytes ``exits``: the bitmask of
+        tokens that are well-formed UTF-8 without any exit byte, and a trie of all other
+        text tokens."""
+        key = bytes(sorted(set(exits)))
+        hit = self._slices.get(key)
+        if hit is not None:
+            return hit
+        with self._lock:
+            hit = self._slices.get(key)
+            if hit is not None:
+                return hit
+            lut = np.zeros(256, dtype=np.uint8)
+            for b in key:
+                lut[b] = 1
+            if len(self._flat):
+                hits = np.maximum.reduceat(lut[self._flat], self._seg) if key else np.zeros(len(self._lens), np.uint8)
+            else:
+                hits = np.zeros(0, np.uint8)
+            inside = self.utf8_ok() & (hits == 0)
+            words = self.ids_to_words(self.text_ids[inside])
+            words.setflags(write=False)
+            rest = np.flatnonzero(~inside)
+            trie = TokenTrie(self.text_ids[rest], [self.text_bytes[i] for i in rest])
+            hit = (words, trie)
+            self._slices[key] = hit
+            return hit
+
+
+_INDEXES: dict[str, TokenIndex] = {}
+_INDEX_LOCK = threading.Lock()
+
+
+def token_index(vocab: "Vocabulary") -> TokenIndex:
+    """The shared :class:`TokenIndex` of ``vocab`` (built once per vocabulary hash)."""
+    key = f"{vocab.hash}:{vocab.vocab_size}"
+    idx = _INDEXES.get(key)
+    if idx is None:
+        with _INDEX_LOCK:
+            idx = _INDEXES.get(key)
+            if idx is None:
+                idx = TokenIndex(vocab)
+                _INDEXES[key] = idx
+    return idx

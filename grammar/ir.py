@@ -1,0 +1,736 @@
+"""Grammar intermediate representation: hash-consed regular terms with derivatives.
+
+Every grammar the engine handles (JSON schemas, regexes, whole tool-calling turns) is
+lowered to a :class:`Term`.  Terms are immutable and *hash-consed*: structurally equal
+terms are the same Python object, so identity is equality and a term doubles as an
+automaton state.  The engine never builds an NFA or a full DFA; it explores states lazily
+with Brzozowski derivatives:
+
+* ``row(t)`` is the derivative of ``t`` by every byte, returned as a partition
+  ``[(byte_mask, next_term), ...]`` where ``byte_mask`` is a 256-bit ``int`` (bit ``b`` set
+  means byte ``b``) and bytes not covered lead to the empty language.
+* ``dspecial(t, token_id)`` is the derivative by a *special token* (``<|eot_id|>`` ...).
+  Special tokens are symbols of their own: their text never matches byte-level terms.
+* ``is_nullable(t)`` says whether the empty string is in the language (an accepting state).
+* ``minlen(t)`` is the length of the shortest completion in symbols (bytes, one per special
+  token), ``INF`` when the language is empty.  It drives liveness (a state whose language
+  is empty is dead even if it is not the literal ``NOTHING``) and budget-aware termination.
+
+Supported operators: byte classes, concatenation, union, intersection (``both``),
+complement (``neg``), bounded/unbounded repetition, special tokens and named recursive
+:class:`Rule` s.  Intersection and complement make key exclusion (``additionalProperties``
+next to declared names), ``oneOf`` and ``not`` exact.
+
+Example
+-------
+>>> t = seq(lit("ab"), star(byte_class(b"c")))
+>>> matches(t, b"abccc"), matches(t, b"abd")
+(True, False)
+"""
+
+from __future__ import annotations
+
+import itertools
+import weakref
+from typing import Iterable, Sequence
+
+__all__ = [
+    "Term", "Rule", "EMPTY", "NOTHING", "ANY_BYTES", "INF", "FULL_MASK",
+    "byte_class", "byte_range", "lit", "seq", "alt", "both", "neg", "repeat", "opt",
+    "star", "plus", "special", "utf8_char", "codepoint_ranges", "any_text", "text_until",
+    "row", "deriv", "dspecial", "minlen", "specials_of", "matches", "mask_of", "is_nullable",
+]
+
+INF = 1 << 60
+_LEAVES = ("bytes", "empty", "nothing", "special")
+FULL_MASK = (1 << 256) - 1
+
+_ids = itertools.count(1)
+_intern: "weakref.WeakValueDictionary[tuple, Term]" = weakref.WeakValueDictionary()
+
+
+class Term:
+    """An immutable, hash-consed regular term.  Do not construct directly: use the
+    constructor functions of this module (``lit``, ``seq``, ``alt`` ...)."""
+
+    __slots__ = ("id", "kind", "args", "nullable", "has_bool", "_row", "_minlen",
+                 "_specials", "_dspecial", "_null", "__weakref__")
+
+    def __init__(self, kind: str, args: tuple, nullable: bool, has_bool: bool) -> None:
+        self.id = next(_ids)
+        self.kind = kind
+        self.args = args
+        self.nullable = nullable
+        self.has_bool = has_bool
+        self._row: list | None = None
+        self._minlen: int | None = None
+        self._specials: frozenset | None = None
+        self._dspecial: dict | None = None
+        self._null: bool | None = nullable if kind in _LEAVES else None
+
+    def __repr__(self) -> str:  # compact, for debugging
+        return _show(self, 3)
+
+    def __lt__(self, other: "Term") -> bool:
+        return self.id < other.id
+
+
+def _show(t: Term, depth: int) -> str:
+    if depth <= 0:
+        return "…"
+    k, a = t.kind, t.args
+    if k == "bytes":
+        return f"[{_mask_repr(a[0])}]"
+    if k in ("empty", "nothing"):
+        return k.upper()
+    if k == "special":
+        return f"<special {a[0]}>"
+    if k == "rule":
+        return f"<rule {a[0]}>"
+    if k == "repeat":
+        return f"({_show(a[0], depth - 1)}){{{a[1]},{'' if a[2] is None else a[2]}}}"
+    inner = ", ".join(_show(x, depth - 1) for x in a)
+    return f"{k}({inner})"
+
+
+def _mask_repr(m: int) -> str:
+    out, b = [], 0
+    while b < 256:
+        if m >> b & 1:
+            e = b
+            while e + 1 < 256 and m >> (e + 1) & 1:
+                e += 1
+            f = lambda x: chr(x) if 0x21 <= x < 0x7F and chr(x) not in "-]\\" else f"\\x{x:02x}"
+            out.append(f(b) if e == b else f"{f(b)}-{f(e)}")
+            b = e + 1
+        else:
+            b += 1
+    return "".join(out)
+
+
+def _mk(kind: str, args: tuple, nullable: bool, has_bool: bool) -> Term:
+    key = (kind,) + tuple(a.id if isinstance(a, Term) else a for a in args)
+    t = _intern.get(key)
+    if t is None:
+        t = Term(kind, args, nullable, has_bool)
+        _intern[key] = t
+    return t
+
+
+class Rule(Term):
+    """A named, possibly recursive non-terminal.  Create it, use it inside other terms,
+    then :meth:`define` its body exactly once.  Rules compare by identity.
+
+    Left recursion (a rule reachable from itself without consuming a symbol) is rejected
+    when derivatives are taken (``GrammarError``)."""
+
+    __slots__ = ("name", "body", "_busy", "_null_busy")
+
+    def __init__(self, name: str) -> None:
+        super().__init__("rule", (name,), False, False)
+        self.name = name
+        self.body: Term | None = None
+        self._busy = False
+        self._null_busy = False
+
+    def define(self, body: Term) -> "Rule":
+        if self.body is not None:
+            raise ValueError(f"rule {self.name!r} is already defined")
+        self.body = body
+        self.has_bool = body.has_bool
+        return self
+
+
+
+_rule_depth = [0]
+
+
+def _nullable(t: Term) -> bool:
+    v = t._null
+    if v is not None:
+        return v
+    if isinstance(t, Rule):
+        if t.body is None:
+            raise ValueError(f"rule {t.name!r} is used but never defined")
+        if t._null_busy:
+            return False
+        t._null_busy = True
+        _rule_depth[0] += 1
+        try:
+            v = _nullable(t.body)
+        finally:
+            t._null_busy = False
+            _rule_depth[0] -= 1
+    else:
+        k = t.kind
+        if k == "seq":
+            v = _nullable(t.args[0]) and _nullable(t.args[1])
+        elif k == "alt":
+            v = any(_nullable(x) for x in t.args)
+        elif k == "and":
+            v = all(_nullable(x) for x in t.args)
+        elif k == "not":
+            v = not _nullable(t.args[0])
+        elif k == "repeat":
+            v = t.args[1] == 0 or _nullable(t.args[0])
+        else:  # pragma: no cover
+            raise AssertionError(k)
+    if _rule_depth[0] == 0:
+        t._null = v
+    return v
+
+
+def is_nullable(t: Term) -> bool:
+    """Whether the empty string is in ``t``'s language (``t`` is an accepting state)."""
+    v = t._null
+    return _nullable(t) if v is None else v
+
+
+# --------------------------------------------------------------------------- atoms
+
+EMPTY = _mk("empty", (), True, False)
+NOTHING = _mk("nothing", (), False, False)
+_keep = [EMPTY, NOTHING]
+
+
+def byte_class(spec: int | bytes | Iterable[int]) -> Term:
+    """One byte from a set: a 256-bit int mask, a ``bytes`` of members, or ints."""
+    if isinstance(spec, int):
+        m = spec & FULL_MASK
+    else:
+        m = 0
+        for b in spec:
+            m |= 1 << b
+    if m == 0:
+        return NOTHING
+    return _mk("bytes", (m,), False, False)
+
+
+def mask_of(lo: int, hi: int) -> int:
+    """The 256-bit mask of bytes ``lo..hi`` inclusive."""
+    if hi < lo:
+        return 0
+    return ((1 << (hi - lo + 1)) - 1) << lo
+
+
+def byte_range(lo: int, hi: int) -> Term:
+    return byte_class(mask_of(lo, hi))
+
+
+def lit(s: str | bytes) -> Term:
+    """A literal string (``str`` is UTF-8 encoded)."""
+    data = s.encode("utf-8") if isinstance(s, str) else bytes(s)
+    t = EMPTY
+    for b in reversed(data):
+        t = seq(byte_class(1 << b), t)
+    return t
+
+
+def special(token_id: int) -> Term:
+    """A special token, matched by id (its text never matches byte terms)."""
+    return _mk("special", (int(token_id),), False, False)
+
+
+# ----------------------------------------------------------------------- operators
+
+def seq(*ts: Term) -> Term:
+    """Concatenation."""
+    out = EMPTY
+    for t in reversed(ts):
+        out = _seq2(t, out)
+    return out
+
+
+def _seq2(a: Term, b: Term) -> Term:
+    if a is NOTHING or b is NOTHING:
+        return NOTHING
+    if a is EMPTY:
+        return b
+    if b is EMPTY:
+        return a
+    if a.kind == "seq" and not isinstance(a, Rule):
+        return _seq2(a.args[0], _seq2(a.args[1], b))
+    return _mk("seq", (a, b), False, a.has_bool or b.has_bool)
+
+
+def alt(*ts: Term) -> Term:
+    """Union (ACI-normalised: flattened, de-duplicated, byte classes merged)."""
+    items: set[Term] = set()
+    bmask = 0
+    stack = list(ts)
+    while stack:
+        t = stack.pop()
+        if t is NOTHING:
+            continue
+        if t.kind == "alt":
+            stack.extend(t.args)
+        elif t.kind == "bytes":
+            bmask |= t.args[0]
+        else:
+            items.add(t)
+    if bmask:
+        items.add(byte_class(bmask))
+    if not items:
+        return NOTHING
+    if len(items) == 1:
+        return next(iter(items))
+    args = tuple(sorted(items, key=lambda x: x.id))
+    return _mk("alt", args, False, any(x.has_bool for x in args))
+
+
+ANY_BYTES: Term  # defined below (needs repeat)
+
+
+def both(*ts: Term) -> Term:
+    """Intersection: strings in every operand."""
+    items: set[Term] = set()
+    stack = list(ts)
+    while stack:
+        t = stack.pop()
+        if t is NOTHING:
+            return NOTHING
+        if t.kind == "and":
+            stack.extend(t.args)
+        elif t is ANY_BYTES:
+            continue
+        else:
+            items.add(t)
+    if not items:
+        return ANY_BYTES
+    if len(items) == 1:
+        return next(iter(items))
+    if EMPTY in items:
+        return EMPTY if all(is_nullable(x) for x in items) else NOTHING
+    args = tuple(sorted(items, key=lambda x: x.id))
+    return _mk("and", args, False, True)
+
+
+def neg(t: Term) -> Term:
+    """Complement with respect to all byte strings (special tokens are never matched)."""
+    if t.kind == "not":
+        return t.args[0]
+    if t is NOTHING:
+        return ANY_BYTES
+    if t is ANY_BYTES:
+        return NOTHING
+    return _mk("not", (t,), False, True)
+
+
+def repeat(t: Term, lo: int, hi: int | None) -> Term:
+    """``t{lo,hi}``; ``hi=None`` means unbounded."""
+    if lo < 0 or (hi is not None and hi < lo):
+        raise ValueError(f"bad repetition bounds {lo}..{hi}")
+    if hi == 0 or t is EMPTY:
+        return EMPTY
+    if t is NOTHING:
+        return EMPTY if lo == 0 else NOTHING
+    if lo == 1 and hi == 1:
+        return t
+    return _mk("repeat", (t, lo, hi), False, t.has_bool)
+
+
+def opt(t: Term) -> Term:
+    return alt(t, EMPTY)
+
+
+def star(t: Term) -> Term:
+    return repeat(t, 0, None)
+
+
+def plus(t: Term) -> Term:
+    return repeat(t, 1, None)
+
+
+ANY_BYTES = _mk("repeat", (byte_class(FULL_MASK), 0, None), True, False)
+_keep.append(ANY_BYTES)
+
+
+# ------------------------------------------------------------------- UTF-8 helpers
+
+def _utf8_seqs(lo: int, hi: int) -> list[list[tuple[int, int]]]:
+    """Split code points lo..hi into sequences of byte ranges (the classic utf8-ranges
+    construction); every returned item is a list of (byte_lo, byte_hi) per position."""
+    out: list[list[tuple[int, int]]] = []
+    bounds = [(0, 0x7F), (0x80, 0x7FF), (0x800, 0xFFFF), (0x10000, 0x10FFFF)]
+    for blo, bhi in bounds:
+        a, b = max(lo, blo), min(hi, bhi)
+        if a > b:
+            continue
+        # exclude surrogates
+        if a <= 0xDFFF and b >= 0xD800:
+            if a < 0xD800:
+                out.extend(_split(a, 0xD7FF))
+            if b > 0xDFFF:
+                out.extend(_split(0xE000, b))
+        else:
+            out.extend(_split(a, b))
+    return out
+
+
+def _split(lo: int, hi: int) -> list[list[tuple[int, int]]]:
+    n = len(chr(lo).encode("utf-8"))
+    assert n == len(chr(hi).encode("utf-8"))
+    if n == 1:
+        return [[(lo, hi)]]
+    # split so that all but the first byte span full continuation ranges
+    for i in range(1, n):
+        m = (1 << (6 * i)) - 1
+        if lo & ~m != hi & ~m:
+            if lo & m != 0:
+                return _split(lo, (lo | m)) + _split((lo | m) + 1, hi)
+            if hi & m != m:
+                return _split(lo, (hi & ~m) - 1) + _split(hi & ~m, hi)
+    a, b = chr(lo).encode("utf-8"), chr(hi).encode("utf-8")
+    return [[(a[i], b[i]) for i in range(n)]]
+
+
+def codepoint_ranges(ranges: Sequence[tuple[int, int]]) -> Term:
+    """One Unicode scalar value from a union of inclusive code-point ranges, UTF-8 encoded
+    (surrogates are never produced)."""
+    alts = []
+    for lo, hi in ranges:
+        for s in _utf8_seqs(lo, hi):
+            alts.append(seq(*[byte_range(a, b) for a, b in s]))
+    return alt(*alts)
+
+
+def utf8_char(exclude: bytes | Iterable[int] = b"") -> Term:
+    """Any one well-formed UTF-8 character except the listed ASCII bytes."""
+    ex = set(exclude)
+    if any(b >= 0x80 for b in ex):
+        raise ValueError("utf8_char excludes ASCII bytes only")
+    ascii_mask = mask_of(0, 0x7F)
+    for b in ex:
+        ascii_mask &= ~(1 << b)
+    return alt(byte_class(ascii_mask), codepoint_ranges([(0x80, 0x10FFFF)]))
+
+
+def any_text(exclude: bytes = b"") -> Term:
+    """Any well-formed UTF-8 text not containing the given ASCII bytes."""
+    return star(utf8_char(exclude))
+
+
+def text_until(stop: str | bytes, exclude: bytes = b"") -> Term:
+    """Well-formed UTF-8 text followed by ``stop``, where ``stop`` occurs only at the end:
+    the first occurrence of ``stop`` in the output is the one that closes the text, so a
+    parser splitting at the first occurrence recovers exactly the same text."""
+    s = stop.encode("utf-8") if isinstance(stop, str) else bytes(stop)
+    if not s:
+        raise ValueError("empty stop string")
+    body = any_text(exclude)
+    forbidden = [seq(ANY_BYTES, lit(s), ANY_BYTES)]
+    # a text ending in u where u+stop starts with stop would close earlier
+    for k in range(1, len(s)):
+        u = s[:k]
+        if (u + s).startswith(s) and (u + s).find(s) < len(u):
+            forbidden.append(seq(ANY_BYTES, lit(u)))
+    return seq(both(body, neg(alt(*forbidden))), lit(s))
+
+
+# ------------------------------------------------------------------- derivatives
+
+def _merge(a: list, b: list, op) -> list:
+    """Combine two partitions: overlapping bytes get ``op(ta, tb)``, bytes in only one
+    side keep that side's term (``op`` receives None for the missing side)."""
+    out: dict[Term, int] = {}
+    for ma, ta in a:
+        rest = ma
+        for mb, tb in b:
+            x = ma & mb
+            if x:
+                t = op(ta, tb)
+                if t is not NOTHING:
+                    out[t] = out.get(t, 0) | x
+                rest &= ~mb
+        if rest:
+            t = op(ta, None)
+            if t is not NOTHING:
+                out[t] = out.get(t, 0) | rest
+    cov_a = 0
+    for _ma, _ in a:
+        cov_a |= _ma
+    for mb, tb in b:
+        rest = mb & ~cov_a
+        if rest:
+            t = op(None, tb)
+            if t is not NOTHING:
+                out[t] = out.get(t, 0) | rest
+    return [(m, t) for t, m in out.items()]
+
+
+def _op_alt(x, y):
+    if x is None:
+        return y
+    if y is None:
+        return x
+    return alt(x, y)
+
+
+def _op_and(x, y):
+    if x is None or y is None:
+        return NOTHING
+    return both(x, y)
+
+
+def row(t: Term) -> list[tuple[int, Term]]:
+    """Derivatives of ``t`` by every byte, as a partition ``[(mask, next), ...]``.
+    Bytes whose derivative is the empty language are omitted."""
+    r = t._row
+    if r is not None:
+        return r
+    k = t.kind
+    if k == "bytes":
+        r = [(t.args[0], EMPTY)]
+    elif k in ("empty", "nothing", "special"):
+        r = []
+    elif k == "seq":
+        a, b = t.args
+        ra = [(m, _seq2(x, b)) for m, x in row(a)]
+        r = _merge(ra, row(b), _op_alt) if is_nullable(a) else _coalesce(ra)
+    elif k == "alt":
+        r = []
+        for x in t.args:
+            r = _merge(r, row(x), _op_alt)
+    elif k == "and":
+        r = row(t.args[0])
+        for x in t.args[1:]:
+            r = _merge(r, row(x), _op_and)
+    elif k == "not":
+        inner = row(t.args[0])
+        cov = 0
+        r = []
+        for m, x in inner:
+            cov |= m
+            r.append((m, neg(x)))
+        if cov != FULL_MASK:
+            r.append((FULL_MASK & ~cov, ANY_BYTES))
+        r = _coalesce(r)
+    elif k == "repeat":
+        x, lo, hi = t.args
+        rest = repeat(x, max(lo - 1, 0), None if hi is None else hi - 1)
+        r = _coalesce([(m, _seq2(d, rest)) for m, d in row(x)])
+    elif k == "rule":
+        assert isinstance(t, Rule)
+        if t.body is None:
+            raise ValueError(f"rule {t.name!r} is used but never defined")
+        if t._busy:
+            from .errors import GrammarError
+            raise GrammarError(f"left recursion through rule {t.name!r}")
+        t._busy = True
+        try:
+            r = row(t.body)
+        finally:
+            t._busy = False
+    else:  # pragma: no cover
+        raise AssertionError(k)
+    t._row = r
+    return r
+
+
+def _coalesce(r: list) -> list:
+    out: dict[Term, int] = {}
+    for m, x in r:
+        if x is not NOTHING and m:
+            out[x] = out.get(x, 0) | m
+    return [(m, x) for x, m in out.items()]
+
+
+def deriv(t: Term, b: int) -> Term:
+    """Derivative of ``t`` by one byte."""
+    bit = 1 << b
+    for m, x in row(t):
+        if m & bit:
+            return x
+    return NOTHING
+
+
+def dspecial(t: Term, token_id: int) -> Term:
+    """Derivative of ``t`` by a special token."""
+    cache = t._dspecial
+    if cache is None:
+        cache = t._dspecial = {}
+    r = cache.get(token_id)
+    if r is not None:
+        return r
+    k = t.kind
+    if k == "special":
+        r = EMPTY if t.args[0] == token_id else NOTHING
+    elif k in ("bytes", "empty", "nothing"):
+        r = NOTHING
+    elif k == "seq":
+        a, b = t.args
+        r = _seq2(dspecial(a, token_id), b)
+        if is_nullable(a):
+            r = alt(r, dspecial(b, token_id))
+    elif k == "alt":
+        r = alt(*[dspecial(x, token_id) for x in t.args])
+    elif k == "and":
+        r = both(*[dspecial(x, token_id) for x in t.args])
+    elif k == "not":
+        r = NOTHING  # complements never produce special tokens
+    elif k == "repeat":
+        x, lo, hi = t.args
+        r = _seq2(dspecial(x, token_id), repeat(x, max(lo - 1, 0), None if hi is None else hi - 1))
+    elif k == "rule":
+        assert isinstance(t, Rule)
+        if t._busy:
+            from .errors import GrammarError
+            raise GrammarError(f"left recursion through rule {t.name!r}")
+        t._busy = True
+        try:
+            r = dspecial(t.body, token_id)
+        finally:
+            t._busy = False
+    else:  # pragma: no cover
+        raise AssertionError(k)
+    cache[token_id] = r
+    return r
+
+
+def specials_of(t: Term) -> frozenset[int]:
+    """All special-token ids that occur anywhere in ``t`` (through rules too)."""
+    seen: set[int] = set()
+    out: set[int] = set()
+    stack = [t]
+    while stack:
+        x = stack.pop()
+        if x.id in seen:
+            continue
+        seen.add(x.id)
+        if x._specials is not None:
+            out |= x._specials
+            continue
+        if x.kind == "special":
+            out.add(x.args[0])
+        elif x.kind == "rule":
+            stack.append(x.body)  # type: ignore[attr-defined]
+        else:
+            stack.extend(a for a in x.args if isinstance(a, Term))
+    res = frozenset(out)
+    t._specials = res
+    return res
+
+
+# ------------------------------------------------------------------ shortest path
+
+def minlen(t: Term, *, limit: int = 20000) -> int:
+    """Length of the shortest string in ``t`` (bytes; a special token counts 1), or
+    ``INF`` when the language is empty.  Exact for terms without intersection or
+    complement; for the others a breadth-first search over derivatives (up to ``limit``
+    states) decides, falling back to an optimistic estimate beyond it."""
+    v = t._minlen
+    if v is not None:
+        return v
+    if t.has_bool:
+        v = _minlen_search(t, limit)
+    else:
+        v = _minlen_syntactic(t, {})
+    t._minlen = v
+    return v
+
+
+def _minlen_syntactic(t: Term, rules: dict) -> int:
+    v = t._minlen
+    if v is not None:
+        return v
+    k = t.kind
+    if k == "bytes" or k == "special":
+        return 1
+    if k == "empty":
+        return 0
+    if k == "nothing":
+        return INF
+    if k == "seq":
+        a = _minlen_syntactic(t.args[0], rules)
+        return INF if a >= INF else min(INF, a + _minlen_syntactic(t.args[1], rules))
+    if k == "alt":
+        return min(_minlen_syntactic(x, rules) for x in t.args)
+    if k == "repeat":
+        x, lo, _ = t.args
+        if lo == 0:
+            return 0
+        m = _minlen_syntactic(x, rules)
+        return INF if m >= INF else min(INF, m * lo)
+    if k == "rule":
+        if t in rules:
+            return rules[t]
+        return _rule_fixpoint(t)
+    if k in ("and", "not"):
+        return minlen(t)
+    raise AssertionError(k)  # pragma: no cover
+
+
+def _rule_fixpoint(r: Rule) -> int:
+    # collect rules reachable from r's body (not through memoised terms)
+    group: list[Rule] = []
+    seen: set[int] = set()
+    stack: list[Term] = [r]
+    while stack:
+        x = stack.pop()
+        if x.id in seen or x._minlen is not None:
+            continue
+        seen.add(x.id)
+        if isinstance(x, Rule):
+            group.append(x)
+            stack.append(x.body)  # type: ignore[arg-type]
+        elif x.kind not in ("and", "not"):
+            stack.extend(a for a in x.args if isinstance(a, Term))
+    est = {g: INF for g in group}
+    changed = True
+    while changed:
+        changed = False
+        for g in group:
+            v = _minlen_syntactic(g.body, est)  # type: ignore[arg-type]
+            if v < est[g]:
+                est[g] = v
+                changed = True
+    for g in group:
+        g._minlen = est[g]
+    return est[r]
+
+
+def _minlen_search(t: Term, limit: int) -> int:
+    if is_nullable(t):
+        return 0
+    frontier = [t]
+    seen = {t.id}
+    dist = 0
+    specials = specials_of(t)
+    while frontier and len(seen) < limit:
+        dist += 1
+        nxt = []
+        for x in frontier:
+            succ = [y for _, y in row(x)] + [dspecial(x, s) for s in specials]
+            for y in succ:
+                if y is NOTHING or y.id in seen:
+                    continue
+                if y._minlen is not None and y._minlen >= INF:
+                    continue
+                if is_nullable(y):
+                    return dist
+                if not y.has_bool:
+                    m = _minlen_syntactic(y, {})
+                    if m >= INF:
+                        continue
+                seen.add(y.id)
+                nxt.append(y)
+        frontier = nxt
+    if not frontier:
+        return INF
+    return dist  # optimistic beyond the search limit
+
+
+# ----------------------------------------------------------------------- matching
+
+def matches(t: Term, data: bytes | Sequence[int | tuple[str, int]]) -> bool:
+    """Whether ``data`` (bytes; or a sequence mixing byte ints and ``("special", id)``
+    pairs) is in the language of ``t``.  A slow reference recogniser for tests."""
+    cur = t
+    for x in data:
+        if isinstance(x, tuple):
+            cur = dspecial(cur, x[1])
+        else:
+            cur = deriv(cur, x)
+        if cur is NOTHING:
+            return False
+    return is_nullable(cur)
