@@ -121,23 +121,30 @@ class Automaton:
         with self._lock:
             if self._done[s]:
                 return
-            rowv = np.zeros(256, dtype=np.int64)
+            rowl = [0] * 256
             for m, nt in ir.row(self._terms[s]):
                 nid = self.intern(nt)
-                if nid:
-                    rowv[_mask_bits(m)] = nid
+                if not nid:
+                    continue
+                if m.bit_count() <= 24:
+                    while m:
+                        low = m & -m
+                        rowl[low.bit_length() - 1] = nid
+                        m ^= low
+                else:
+                    for b in np.flatnonzero(_mask_bits(m)).tolist():
+                        rowl[b] = nid
             # intern may have grown the table: write after
-            self._table[s] = rowv
+            self._table[s] = rowl
+            self._rows[s] = rowl
             self._done[s] = True
 
     def row(self, s: int) -> list[int]:
         r = self._rows[s]
         if r is None:
-            if not self._done[s]:
-                self._compute_row(s)
-            r = self._table[s].tolist()
-            self._rows[s] = r
-        return r
+            self._compute_row(s)
+            r = self._rows[s]
+        return r  # type: ignore[return-value]
 
     def step(self, states: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """Vectorised transition: next state for each (state, byte) pair."""

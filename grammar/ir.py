@@ -46,7 +46,7 @@ _LEAVES = ("bytes", "empty", "nothing", "special")
 FULL_MASK = (1 << 256) - 1
 
 _ids = itertools.count(1)
-_intern: "weakref.WeakValueDictionary[tuple, Term]" = weakref.WeakValueDictionary()
+_intern: dict[tuple, weakref.ref] = {}
 
 
 class Term:
@@ -108,13 +108,24 @@ def _mask_repr(m: int) -> str:
     return "".join(out)
 
 
-def _mk(kind: str, args: tuple, nullable: bool, has_bool: bool) -> Term:
-    key = (kind,) + tuple(a.id if isinstance(a, Term) else a for a in args)
-    t = _intern.get(key)
-    if t is None:
-        t = Term(kind, args, nullable, has_bool)
-        _intern[key] = t
+def _mk(kind: str, args: tuple, nullable: bool, has_bool: bool, key: tuple | None = None) -> Term:
+    if key is None:
+        key = (kind,) + tuple(a.id if isinstance(a, Term) else a for a in args)
+    ref = _intern.get(key)
+    if ref is not None:
+        t = ref()
+        if t is not None:
+            return t
+    t = Term(kind, args, nullable, has_bool)
+    _intern[key] = weakref.ref(t, _cleanup(key))
     return t
+
+
+def _cleanup(key: tuple):
+    def drop(ref: weakref.ref) -> None:
+        if _intern.get(key) is ref:
+            del _intern[key]
+    return drop
 
 
 class Rule(Term):
@@ -203,7 +214,7 @@ def byte_class(spec: int | bytes | Iterable[int]) -> Term:
             m |= 1 << b
     if m == 0:
         return NOTHING
-    return _mk("bytes", (m,), False, False)
+    return _mk("bytes", (m,), False, False, ("bytes", m))
 
 
 def mask_of(lo: int, hi: int) -> int:
@@ -250,7 +261,11 @@ def _seq2(a: Term, b: Term) -> Term:
         return a
     if a.kind == "seq" and not isinstance(a, Rule):
         return _seq2(a.args[0], _seq2(a.args[1], b))
-    return _mk("seq", (a, b), False, a.has_bool or b.has_bool)
+    return _mk("seq", (a, b), False, a.has_bool or b.has_bool, ("seq", a.id, b.id))
+
+
+def _by_id(x: Term) -> int:
+    return x.id
 
 
 def alt(*ts: Term) -> Term:
@@ -274,8 +289,8 @@ def alt(*ts: Term) -> Term:
         return NOTHING
     if len(items) == 1:
         return next(iter(items))
-    args = tuple(sorted(items, key=lambda x: x.id))
-    return _mk("alt", args, False, any(x.has_bool for x in args))
+    args = tuple(sorted(items, key=_by_id))
+    return _mk("alt", args, False, any(x.has_bool for x in args), ("alt",) + tuple(x.id for x in args))
 
 
 ANY_BYTES: Term  # defined below (needs repeat)
@@ -301,8 +316,8 @@ def both(*ts: Term) -> Term:
         return next(iter(items))
     if EMPTY in items:
         return EMPTY if all(is_nullable(x) for x in items) else NOTHING
-    args = tuple(sorted(items, key=lambda x: x.id))
-    return _mk("and", args, False, True)
+    args = tuple(sorted(items, key=_by_id))
+    return _mk("and", args, False, True, ("and",) + tuple(x.id for x in args))
 
 
 def neg(t: Term) -> Term:
@@ -326,7 +341,7 @@ def repeat(t: Term, lo: int, hi: int | None) -> Term:
         return EMPTY if lo == 0 else NOTHING
     if lo == 1 and hi == 1:
         return t
-    return _mk("repeat", (t, lo, hi), False, t.has_bool)
+    return _mk("repeat", (t, lo, hi), False, t.has_bool, ("repeat", t.id, lo, hi))
 
 
 def opt(t: Term) -> Term:
@@ -458,6 +473,35 @@ def _merge(a: list, b: list, op) -> list:
     return [(m, t) for t, m in out.items()]
 
 
+def _union_rows(rows: list) -> list:
+    """Union of several partitions: refine the cells once, then build one ``alt`` per
+    cell (no intermediate unions are interned)."""
+    cells: list[list] = []  # [mask, [terms]]
+    for r in rows:
+        for m, t in r:
+            rest = m
+            for cell in cells:
+                x = cell[0] & rest
+                if not x:
+                    continue
+                if x == cell[0]:
+                    cell[1].append(t)
+                else:
+                    cell[0] &= ~x
+                    cells.append([x, cell[1] + [t]])
+                rest &= ~x
+                if not rest:
+                    break
+            if rest:
+                cells.append([rest, [t]])
+    out: dict[Term, int] = {}
+    for m, ts in cells:
+        nt = ts[0] if len(ts) == 1 else alt(*ts)
+        if nt is not NOTHING:
+            out[nt] = out.get(nt, 0) | m
+    return [(m, t) for t, m in out.items()]
+
+
 def _op_alt(x, y):
     if x is None:
         return y
@@ -486,11 +530,9 @@ def row(t: Term) -> list[tuple[int, Term]]:
     elif k == "seq":
         a, b = t.args
         ra = [(m, _seq2(x, b)) for m, x in row(a)]
-        r = _merge(ra, row(b), _op_alt) if is_nullable(a) else _coalesce(ra)
+        r = _union_rows([ra, row(b)]) if is_nullable(a) else _coalesce(ra)
     elif k == "alt":
-        r = []
-        for x in t.args:
-            r = _merge(r, row(x), _op_alt)
+        r = _union_rows([row(x) for x in t.args])
     elif k == "and":
         r = row(t.args[0])
         for x in t.args[1:]:
@@ -624,40 +666,47 @@ def minlen(t: Term, *, limit: int = 20000) -> int:
     if t.has_bool:
         v = _minlen_search(t, limit)
     else:
-        v = _minlen_syntactic(t, {})
+        v = _minlen_syntactic(t, None)
     t._minlen = v
     return v
 
 
-def _minlen_syntactic(t: Term, rules: dict) -> int:
+def _minlen_syntactic(t: Term, rules: dict | None) -> int:
+    """Shortest length by structure.  ``rules`` holds the current estimates while a rule
+    fixpoint is being computed (then nothing is memoised); ``None`` memoises."""
     v = t._minlen
     if v is not None:
         return v
     k = t.kind
     if k == "bytes" or k == "special":
-        return 1
-    if k == "empty":
-        return 0
-    if k == "nothing":
-        return INF
-    if k == "seq":
+        v = 1
+    elif k == "empty":
+        v = 0
+    elif k == "nothing":
+        v = INF
+    elif k == "seq":
         a = _minlen_syntactic(t.args[0], rules)
-        return INF if a >= INF else min(INF, a + _minlen_syntactic(t.args[1], rules))
-    if k == "alt":
-        return min(_minlen_syntactic(x, rules) for x in t.args)
-    if k == "repeat":
+        v = INF if a >= INF else min(INF, a + _minlen_syntactic(t.args[1], rules))
+    elif k == "alt":
+        v = min(_minlen_syntactic(x, rules) for x in t.args)
+    elif k == "repeat":
         x, lo, _ = t.args
         if lo == 0:
-            return 0
-        m = _minlen_syntactic(x, rules)
-        return INF if m >= INF else min(INF, m * lo)
-    if k == "rule":
-        if t in rules:
+            v = 0
+        else:
+            m = _minlen_syntactic(x, rules)
+            v = INF if m >= INF else min(INF, m * lo)
+    elif k == "rule":
+        if rules is not None and t in rules:
             return rules[t]
-        return _rule_fixpoint(t)
-    if k in ("and", "not"):
+        return _rule_fixpoint(t)  # type: ignore[arg-type]
+    elif k in ("and", "not"):
         return minlen(t)
-    raise AssertionError(k)  # pragma: no cover
+    else:  # pragma: no cover
+        raise AssertionError(k)
+    if rules is None:
+        t._minlen = v
+    return v
 
 
 def _rule_fixpoint(r: Rule) -> int:
@@ -709,7 +758,7 @@ def _minlen_search(t: Term, limit: int) -> int:
                 if is_nullable(y):
                     return dist
                 if not y.has_bool:
-                    m = _minlen_syntactic(y, {})
+                    m = _minlen_syntactic(y, None)
                     if m >= INF:
                         continue
                 seen.add(y.id)
