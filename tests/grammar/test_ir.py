@@ -1,0 +1,116 @@
+"""Tests for grammar.ir: term constructors, derivatives, minlen, UTF-8 helpers."""
+
+import re
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from grammar import ir
+from grammar.errors import GrammarError
+
+
+def test_literals_and_classes():
+    t = ir.seq(ir.lit("ab"), ir.star(ir.byte_class(b"c")))
+    assert ir.matches(t, b"ab")
+    assert ir.matches(t, b"abccc")
+    assert not ir.matches(t, b"abd")
+    assert not ir.matches(t, b"a")
+
+
+def test_hash_consing_identity():
+    assert ir.seq(ir.lit("a"), ir.lit("b")) is ir.lit("ab")
+    assert ir.alt(ir.lit("x"), ir.lit("y")) is ir.alt(ir.lit("y"), ir.lit("x"))
+    assert ir.alt(ir.lit("x"), ir.NOTHING) is ir.lit("x")
+    assert ir.seq(ir.NOTHING, ir.lit("a")) is ir.NOTHING
+    assert ir.neg(ir.neg(ir.lit("a"))) is ir.lit("a")
+
+
+def test_bounded_repeat():
+    t = ir.repeat(ir.lit("ab"), 2, 3)
+    assert [ir.matches(t, b"ab" * n) for n in range(5)] == [False, False, True, True, False]
+    # nullable body with lower bound
+    u = ir.repeat(ir.opt(ir.lit("a")), 2, 2)
+    assert ir.matches(u, b"") and ir.matches(u, b"a") and ir.matches(u, b"aa")
+    assert not ir.matches(u, b"aaa")
+    with pytest.raises(ValueError):
+        ir.repeat(ir.lit("a"), 3, 2)
+
+
+def test_intersection_and_complement():
+    key = ir.both(ir.plus(ir.byte_range(97, 122)), ir.neg(ir.alt(ir.lit("foo"), ir.lit("bar"))))
+    got = {w: ir.matches(key, w) for w in [b"foo", b"fo", b"food", b"bar", b"baz", b""]}
+    assert got == {b"foo": False, b"fo": True, b"food": True, b"bar": False, b"baz": True, b"": False}
+
+
+def test_recursive_rule_and_left_recursion():
+    r = ir.Rule("v")
+    r.define(ir.alt(ir.lit("x"), ir.seq(ir.lit("("), r, ir.lit(")"))))
+    assert ir.matches(r, b"((x))")
+    assert not ir.matches(r, b"((x)")
+    assert ir.minlen(r) == 1
+    left = ir.Rule("left")
+    left.define(ir.alt(ir.seq(left, ir.lit("a")), ir.lit("b")))
+    with pytest.raises(GrammarError):
+        ir.matches(left, b"ba")
+
+
+def test_unproductive_rule_is_empty():
+    r = ir.Rule("inf")
+    r.define(ir.seq(ir.lit("a"), r))
+    assert ir.minlen(r) == ir.INF
+    assert ir.minlen(ir.both(ir.lit("ab"), ir.neg(ir.lit("ab")))) == ir.INF
+
+
+def test_special_tokens_are_separate_symbols():
+    t = ir.seq(ir.lit("a"), ir.special(7), ir.lit("b"))
+    assert ir.matches(t, [97, ("special", 7), 98])
+    assert not ir.matches(t, [97, ("special", 8), 98])
+    assert not ir.matches(t, b"a<7>b")
+    assert ir.specials_of(t) == {7}
+    assert ir.minlen(t) == 3
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 0x10FFFF), st.integers(0, 3000)), min_size=1, max_size=3),
+       st.lists(st.integers(0, 0x10FFFF), min_size=1, max_size=20))
+def test_codepoint_ranges_match_python_utf8(ranges, probes):
+    rs = [(lo, min(lo + w, 0x10FFFF)) for lo, w in ranges]
+    t = ir.codepoint_ranges(rs)
+    for cp in probes + [lo for lo, _ in rs] + [hi for _, hi in rs]:
+        inside = any(lo <= cp <= hi for lo, hi in rs) and not (0xD800 <= cp <= 0xDFFF)
+        if 0xD800 <= cp <= 0xDFFF:
+            continue  # not encodable
+        assert ir.matches(t, chr(cp).encode("utf-8")) == inside, hex(cp)
+
+
+def test_utf8_char_rejects_malformed():
+    u = ir.utf8_char()
+    for ok in ["a", "é", "中", "😀", "\x7f"]:
+        assert ir.matches(u, ok.encode())
+    for bad in [b"\xc0\x80", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\x80", b"\xe4\xb8"]:
+        assert not ir.matches(u, bad)
+    assert not ir.matches(ir.utf8_char(exclude=b'"'), b'"')
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=">a<é\n", max_size=12), st.sampled_from([">>>", "</function>", "ab", "aa", "<|"]))
+def test_text_until_closes_at_first_occurrence(text, stop):
+    data = (text + stop).encode()
+    expected = (text + stop).find(stop) == len(text)
+    assert ir.matches(ir.text_until(stop), data) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet="ab", max_size=8))
+def test_derivatives_agree_with_python_re(s):
+    # (a|ab)*b?  vs re
+    t = ir.seq(ir.star(ir.alt(ir.lit("a"), ir.lit("ab"))), ir.opt(ir.lit("b")))
+    assert ir.matches(t, s.encode()) == bool(re.fullmatch(r"(a|ab)*b?", s))
+
+
+def test_minlen_exact_on_structures():
+    t = ir.seq(ir.repeat(ir.lit("ab"), 2, None), ir.alt(ir.lit("xyz"), ir.lit("q")))
+    assert ir.minlen(t) == 5
+    assert ir.minlen(ir.text_until(">>>")) == 3
+    assert ir.minlen(ir.EMPTY) == 0
+    assert ir.minlen(ir.NOTHING) == ir.INF

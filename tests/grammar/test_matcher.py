@@ -1,0 +1,195 @@
+"""Tests for the token-level automaton and GrammarMatcher against brute-force oracles."""
+
+import random
+
+import numpy as np
+import pytest
+
+from grammar import GrammarCompiler, GrammarMatcher, Grammar, Vocabulary, allocate_token_bitmask
+from grammar import ir
+from grammar.automaton import DEAD
+
+
+EXTRA = ["ab", "abc", "bc", '",', '"}', "}}", "}]}", '"}}', "é", "\xe9".encode("utf-8")[:1],
+         "aa", "a\"", "xyz", "\"a", "12", "3}", "{\"", "\":", "\": ", " \"", ", \""]
+
+
+def vocab_with_extras():
+    return Vocabulary.byte_level(EXTRA, specials=("<eos>", "<call>", "<end>"))
+
+
+def brute_allowed(cg, state, vocab):
+    """Oracle: which tokens lead from `state` to a live state, by walking bytes."""
+    auto = cg.automaton
+    out = set()
+    for tid in range(vocab.vocab_size):
+        if tid in vocab.special_token_ids:
+            if tid in auto.special_next(state):
+                out.add(tid)
+            elif tid in vocab.eos_token_ids and auto.nullable(state):
+                out.add(tid)
+            continue
+        b = vocab.token_bytes(tid)
+        if b and auto.advance_bytes(state, b) != DEAD:
+            out.add(tid)
+    return out
+
+
+def random_term(rng, depth=3):
+    atoms = [ir.lit("a"), ir.lit("b"), ir.lit("ab"), ir.lit('"'), ir.lit("}"), ir.byte_class(b"abc"),
+             ir.utf8_char(exclude=b'"\\'), ir.lit("é"), ir.lit("12")]
+    if depth == 0:
+        return rng.choice(atoms)
+    k = rng.random()
+    if k < 0.3:
+        return ir.seq(random_term(rng, depth - 1), random_term(rng, depth - 1))
+    if k < 0.55:
+        return ir.alt(random_term(rng, depth - 1), random_term(rng, depth - 1))
+    if k < 0.75:
+        return ir.repeat(random_term(rng, depth - 1), rng.randint(0, 2), rng.choice([None, 3]))
+    if k < 0.85:
+        return ir.both(random_term(rng, depth - 1), ir.neg(random_term(rng, depth - 1)))
+    return rng.choice(atoms)
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_masks_match_brute_force_on_random_grammars(seed):
+    rng = random.Random(seed)
+    vocab = vocab_with_extras()
+    compiler = GrammarCompiler(vocab)
+    term = ir.seq(random_term(rng), ir.opt(ir.special(vocab.token_id("<call>"))), random_term(rng))
+    cg = compiler.compile(Grammar.from_term(term, f"random-{seed}"))
+    m = GrammarMatcher(cg)
+    if cg.is_empty:  # random intersections can be empty: then nothing is allowed at all
+        assert len(m.allowed_token_ids()) == 0
+        return
+    bm = allocate_token_bitmask(1, vocab.vocab_size)
+    for _ in range(12):
+        if m.is_terminated():
+            break
+        m.fill_next_token_bitmask(bm, 0)
+        got = set(m.allowed_token_ids().tolist())
+        want = brute_allowed(cg, m.state, vocab)
+        assert got == want
+        assert got, "a live, non-terminated state must allow a token (no dead ends)"
+        tid = rng.choice(sorted(got))
+        assert m.accept_token(tid)
+
+
+def test_text_slice_state_matches_brute_force():
+    vocab = vocab_with_extras()
+    compiler = GrammarCompiler(vocab)
+    jchar = ir.alt(ir.utf8_char(exclude=b'"\\' + bytes(range(32))),
+                   ir.seq(ir.lit("\\"), ir.byte_class(b'"\\/bfnrt')))
+    term = ir.seq(ir.lit('{"a": "'), ir.star(jchar), ir.lit('"}'))
+    cg = compiler.compile(Grammar.from_term(term, "slice"))
+    m = GrammarMatcher(cg)
+    assert m.accept_bytes('{"a": "')
+    assert cg.automaton._slice_exits(m.state) is not None  # the dense path is taken
+    assert set(m.allowed_token_ids().tolist()) == brute_allowed(cg, m.state, vocab)
+    assert m.accept_bytes("é")
+    assert set(m.allowed_token_ids().tolist()) == brute_allowed(cg, m.state, vocab)
+
+
+def test_accept_reject_rollback_fork_reset():
+    vocab = vocab_with_extras()
+    cg = GrammarCompiler(vocab).compile(Grammar.literal("abc"))
+    m = GrammarMatcher(cg)
+    eos = vocab.eos_token_ids[0]
+    assert not m.accept_token(ord("b"))
+    assert m.state == cg.automaton.start  # rejected token leaves the state unchanged
+    assert m.accept_token(vocab.token_id("ab"))
+    f = m.fork()
+    assert not m.accept_token(eos)  # EOS only at accepting states
+    assert m.accept_token(ord("c"))
+    # complete, and nothing but EOS can follow: terminated even before the EOS
+    assert m.can_terminate() and m.is_terminated()
+    assert m.accept_token(eos) and m.is_terminated()
+    assert not m.accept_token(ord("c"))
+    m.rollback(2)
+    assert m.state == f.state
+    assert f.accept_token(ord("c")) and f.can_terminate()
+    m.reset()
+    assert m.state == cg.automaton.start and not m.is_terminated()
+    with pytest.raises(ValueError):
+        m.rollback(1)
+
+
+def test_special_tokens_only_where_named():
+    vocab = vocab_with_extras()
+    call = vocab.token_id("<call>")
+    end = vocab.token_id("<end>")
+    g = Grammar.sequence(Grammar.literal("a"), Grammar.special(call), Grammar.literal("b"), Grammar.special(end))
+    cg = GrammarCompiler(vocab).compile(g)
+    m = GrammarMatcher(cg)
+    assert not m.accept_token(call)
+    assert m.accept_token(ord("a"))
+    allowed = set(m.allowed_token_ids().tolist())
+    assert allowed == {call}
+    assert m.accept_token(call) and m.accept_token(ord("b"))
+    assert m.accept_token(end)
+    # complete and nothing can follow: terminated without an EOS
+    assert m.is_terminated()
+    assert set(m.allowed_token_ids().tolist()) == {vocab.eos_token_ids[0]}
+
+
+def test_padding_and_out_of_range_ids_never_allowed():
+    base = Vocabulary.byte_level(["ab"])
+    vocab = Vocabulary.from_token_bytes([base.token_bytes(i) if i not in base.special_token_ids else None
+                                         for i in range(base.vocab_size)],
+                                        special={base.vocab_size - 1: "<eos>"},
+                                        eos_token_ids=[base.vocab_size - 1], vocab_size=base.vocab_size + 40)
+    cg = GrammarCompiler(vocab).compile(Grammar.text())
+    m = GrammarMatcher(cg)
+    ids = m.allowed_token_ids()
+    assert ids.max() < base.vocab_size
+    assert not m.accept_token(vocab.vocab_size + 3)
+    assert not m.accept_token(-1)
+
+
+def test_forced_tokens_and_bytes():
+    vocab = Vocabulary.byte_level([])
+    cg = GrammarCompiler(vocab).compile(Grammar.sequence(Grammar.literal('{"name": "'),
+                                                         Grammar.choice(Grammar.literal("x"), Grammar.literal("y"))))
+    m = GrammarMatcher(cg)
+    assert m.forced_bytes() == b'{"name": "'
+    forced = m.forced_tokens()
+    assert bytes(forced) == b'{"name": "'
+    assert m.state == cg.automaton.start  # no state change
+
+
+def test_fill_into_torch_bitmask_and_batch_rows():
+    torch = pytest.importorskip("torch")
+    vocab = Vocabulary.byte_level(["ab"])
+    cg = GrammarCompiler(vocab).compile(Grammar.literal("ab"))
+    m = GrammarMatcher(cg)
+    bm = torch.full((3, (vocab.vocab_size + 31) // 32), -1, dtype=torch.int32)
+    m.fill_next_token_bitmask(bm, 1)
+    row = bm[1].numpy().view(np.uint32)
+    allowed = {i for i in range(vocab.vocab_size) if (int(row[i // 32]) >> (i % 32)) & 1}
+    assert allowed == {ord("a"), vocab.token_id("ab")}
+    assert (bm[0] == -1).all() and (bm[2] == -1).all()
+
+
+def test_empty_grammar_is_dead():
+    vocab = Vocabulary.byte_level([])
+    cg = GrammarCompiler(vocab).compile(Grammar.from_term(ir.both(ir.lit("a"), ir.lit("b")), "empty"))
+    assert cg.is_empty
+    m = GrammarMatcher(cg)
+    assert len(m.allowed_token_ids()) == 0
+
+
+def test_merged_closing_tokens_accepted():
+    vocab = vocab_with_extras()
+    r = ir.Rule("value")
+    r.define(ir.alt(ir.lit("1"), ir.seq(ir.lit("{"), ir.opt(ir.seq(ir.lit('"a":'), r)), ir.lit("}")),
+                    ir.seq(ir.lit("["), ir.opt(r), ir.lit("]"))))
+    cg = GrammarCompiler(vocab).compile(Grammar.from_term(r, "nested"))
+    m = GrammarMatcher(cg)
+    assert m.accept_bytes('{"a":[{"a":{"a":1')
+    assert m.is_token_allowed(vocab.token_id("}"))
+    assert not m.is_token_allowed(vocab.token_id("}]}"))  # would skip a level
+    assert m.accept_token(vocab.token_id("}"))
+    assert m.is_token_allowed(vocab.token_id("}]}"))  # closes three levels at once
+    assert m.accept_token(vocab.token_id("}]}"))
+    assert m.can_terminate()
