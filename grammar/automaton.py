@@ -59,6 +59,9 @@ class Automaton:
         self._special_next: list[dict[int, int] | None] = [{}]
         self._masks: dict[int, np.ndarray] = {}
         self._slice_info: dict[int, bytes | None] = {}
+        self._max_end: dict[int, int] = {}
+        self._ends: dict[int, tuple] = {}
+        self._budget_cache: dict[tuple[int, int], np.ndarray] = {}
         self._minlen: list[int] = [ir.INF]
         self.start = self.intern(root)
 
@@ -217,26 +220,85 @@ class Automaton:
             self._masks[s] = m
             return m
 
+    def _walk(self, s: int) -> tuple[bytes | None, np.ndarray, np.ndarray]:
+        """(slice exits or None, walked token ids, their end states)."""
+        exits = self._slice_exits(s)
+        trie = self.index.slice(exits)[1] if exits is not None else self.index.trie
+        ids, ends = trie.walk(s, self.step)
+        return exits, ids, ends
+
     def _compute_mask(self, s: int) -> np.ndarray:
         idx = self.index
         if s == DEAD:
+            self._max_end[s] = 0
             return np.zeros(idx.words, dtype=np.int32)
-        exits = self._slice_exits(s)
+        exits, ids, ends = self._walk(s)
+        m = idx.ids_to_words(ids)
+        worst = int(self._minlen_arr(ends).max()) if len(ends) else 0
         if exits is not None:
-            words, rest = idx.slice(exits)
-            ids = rest.walk(s, self.step)
-            m = idx.ids_to_words(ids)
-            m |= words
-        else:
-            ids = idx.trie.walk(s, self.step)
-            m = idx.ids_to_words(ids)
-        extra = list(self.special_next(s).keys())
+            m |= idx.slice(exits)[0]
+            worst = max(worst, self._minlen[s] + 3)
+        sp = self.special_next(s)
+        if sp:
+            worst = max(worst, max(self._minlen[t] for t in sp.values()))
+        self._max_end[s] = worst
+        self._set_bits(m, list(sp.keys()))
         if self._nullable[s]:
-            extra.extend(int(e) for e in idx.vocab.eos_token_ids)
-        for tid in extra:
-            if 0 <= tid < idx.vocab_size:
-                m[tid >> 5] |= np.int32(np.uint32(1 << (tid & 31)).view(np.int32))
+            self._set_bits(m, idx.vocab.eos_token_ids)
         return m
+
+    def _set_bits(self, m: np.ndarray, ids) -> None:
+        for tid in ids:
+            tid = int(tid)
+            if 0 <= tid < self.index.vocab_size:
+                m[tid >> 5] |= np.int32(np.uint32(1 << (tid & 31)).view(np.int32))
+
+    def _minlen_arr(self, states: np.ndarray) -> np.ndarray:
+        ml = self._minlen
+        return np.fromiter((ml[x] for x in states.tolist()), dtype=np.int64, count=len(states))
+
+    def budget_mask(self, s: int, limit: int) -> np.ndarray:
+        """The mask of ``s`` restricted to tokens after which the grammar can still be
+        completed in at most ``limit`` bytes (the shortest completion, see ``minlen``).
+        EOS stays allowed at accepting states.  Falls back to the tokens with the shortest
+        completion when none fits, so a non-terminated state never allows nothing."""
+        full = self.mask(s)
+        if limit >= self._max_end.get(s, ir.INF):
+            return full
+        key = (s, limit)
+        hit = self._budget_cache.get(key)
+        if hit is not None:
+            return hit
+        with self._lock:
+            idx = self.index
+            w = self._ends.get(s)
+            if w is None:
+                exits, ids, ends = self._walk(s)
+                w = (exits, ids, self._minlen_arr(ends))
+                self._ends[s] = w
+            exits, ids, endml = w
+            sp = self.special_next(s)
+            sp_ml = {t: self._minlen[n] for t, n in sp.items()}
+            cands = [int(endml.min())] if len(endml) else []
+            if exits is not None:
+                cands.append(self._minlen[s])
+            cands.extend(sp_ml.values())
+            fits = self._nullable[s] or (cands and min(cands) <= limit)
+            lim = limit if fits or not cands else min(cands)
+            m = idx.ids_to_words(ids[endml <= lim])
+            if exits is not None:
+                base = self._minlen[s]
+                for k, words in enumerate(idx.slice_by_pending(exits)):
+                    if base + k <= lim:
+                        m |= words
+            self._set_bits(m, [t for t, v in sp_ml.items() if v <= lim])
+            if self._nullable[s]:
+                self._set_bits(m, idx.vocab.eos_token_ids)
+            m.setflags(write=False)
+            if len(self._budget_cache) > 4096:
+                self._budget_cache.clear()
+            self._budget_cache[key] = m
+            return m
 
     @property
     def nbytes(self) -> int:

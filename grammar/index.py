@@ -116,18 +116,21 @@ class TokenTrie:
             n += sum(a.nbytes for a in (lv.label, lv.child_lo, lv.child_hi, lv.term_lo, lv.term_n))
         return n
 
-    def walk(self, start: int, step: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
-        """Token ids accepted from automaton state ``start``.
+    def walk(self, start: int, step: Callable[[np.ndarray, np.ndarray], np.ndarray]
+             ) -> tuple[np.ndarray, np.ndarray]:
+        """Token ids accepted from automaton state ``start``, and the state each one ends in.
 
         ``step(states, bytes)`` returns the next state for each (state, byte) pair, with 0
         meaning dead.  A token is accepted when every byte leads to a live state.
         """
+        empty = np.zeros(0, np.int64)
         if not self.levels:
-            return np.zeros(0, np.int64)
+            return empty, empty
         lv = self.levels[0]
         nodes = np.arange(len(lv.label), dtype=np.int64)
         st = step(np.full(len(nodes), start, dtype=np.int64), lv.label)
         out = []
+        ends = []
         d = 0
         while True:
             alive = st != 0
@@ -142,9 +145,11 @@ class TokenTrie:
                 tnn = tn[has]
                 if (tnn == 1).all():
                     out.append(self.ids[tl])
+                    ends.append(st[has])
                 else:
                     pos = np.repeat(tl, tnn) + (np.arange(int(tnn.sum())) - np.repeat(np.cumsum(tnn) - tnn, tnn))
                     out.append(self.ids[pos])
+                    ends.append(np.repeat(st[has], tnn))
             d += 1
             if d >= len(self.levels):
                 break
@@ -159,8 +164,8 @@ class TokenTrie:
             nodes = child
             st = step(pst, lv.label[child])
         if not out:
-            return np.zeros(0, np.int64)
-        return np.concatenate(out)
+            return empty, empty
+        return np.concatenate(out), np.concatenate(ends)
 
 
 def _utf8_prefix_ok(b: bytes) -> bool:
@@ -197,6 +202,8 @@ class TokenIndex:
         self._flat = np.frombuffer(b"".join(data), dtype=np.uint8)
         self._seg = np.concatenate([[0], np.cumsum(lens)[:-1]]) if len(lens) else np.zeros(0, np.int64)
         self._utf8_ok: np.ndarray | None = None
+        self._utf8_pending: np.ndarray | None = None
+        self._pending_words: dict[bytes, tuple[np.ndarray, ...]] = {}
         self._slices: dict[bytes, tuple[np.ndarray, TokenTrie]] = {}
         self._lock = threading.Lock()
 
@@ -209,6 +216,30 @@ class TokenIndex:
         return np.packbits(b, bitorder="little").view("<i4").astype(np.int32, copy=False)
 
     # ------------------------------------------------------------------ slices
+    def slice_by_pending(self, exits: bytes) -> tuple[np.ndarray, ...]:
+        """The slice of ``exits`` split by how many UTF-8 continuation bytes a token leaves
+        pending at its end (0 to 3): four word arrays."""
+        self.slice(exits)
+        return self._pending_words[bytes(sorted(set(exits)))]
+
+    def utf8_pending(self) -> np.ndarray:
+        """For each text token: continuation bytes still expected after it (0-3)."""
+        if self._utf8_pending is None:
+            def pending(b: bytes) -> int:
+                i = len(b) - 1
+                k = 0
+                while i >= 0 and 0x80 <= b[i] < 0xC0 and k < 3:
+                    i -= 1
+                    k += 1
+                if i < 0:
+                    return 0
+                lead = b[i]
+                need = 1 if 0xC0 <= lead < 0xE0 else 2 if 0xE0 <= lead < 0xF0 else 3 if lead >= 0xF0 else 0
+                return max(0, need - k)
+            self._utf8_pending = np.fromiter((pending(b) for b in self.text_bytes), dtype=np.int8,
+                                             count=len(self.text_bytes))
+        return self._utf8_pending
+
     def utf8_ok(self) -> np.ndarray:
         if self._utf8_ok is None:
             self._utf8_ok = np.fromiter((_utf8_prefix_ok(b) for b in self.text_bytes),
@@ -239,6 +270,13 @@ class TokenIndex:
             words.setflags(write=False)
             rest = np.flatnonzero(~inside)
             trie = TokenTrie(self.text_ids[rest], [self.text_bytes[i] for i in rest])
+            pend = self.utf8_pending()
+            by_pending = []
+            for k in range(4):
+                w = self.ids_to_words(self.text_ids[inside & (pend == k)])
+                w.setflags(write=False)
+                by_pending.append(w)
+            self._pending_words[key] = tuple(by_pending)
             hit = (words, trie)
             self._slices[key] = hit
             return hit

@@ -25,6 +25,15 @@ class GrammarMatcher:
         The grammar to follow.
     max_rollback:
         How many accepted tokens :meth:`rollback` can undo (``None``: unlimited).
+    token_budget:
+        Budget-aware termination (off by default).  The number of tokens this sequence may
+        still generate, end-of-sequence token included (e.g. ``max_tokens``).  The mask then
+        only allows tokens after which the grammar can still be completed within the
+        budget (from each state's shortest completion in bytes; every vocabulary has
+        single-byte tokens, so that many tokens always suffice, plus one for EOS), so a
+        token limit shortens the output instead of cutting it mid-structure.  When the
+        budget is already smaller than the shortest completion, the mask keeps the tokens
+        with the shortest completion (best effort).
 
     Examples
     --------
@@ -35,9 +44,10 @@ class GrammarMatcher:
     """
 
     __slots__ = ("compiled", "_auto", "_state", "_history", "_terminated", "_max_rollback",
-                 "_eos", "_specials")
+                 "_eos", "_specials", "_budget", "_count")
 
-    def __init__(self, compiled: CompiledGrammar, *, max_rollback: int | None = None) -> None:
+    def __init__(self, compiled: CompiledGrammar, *, max_rollback: int | None = None,
+                 token_budget: int | None = None) -> None:
         if not isinstance(compiled, CompiledGrammar):
             raise TypeError("GrammarMatcher needs a CompiledGrammar (use GrammarCompiler to compile)")
         self.compiled = compiled
@@ -48,8 +58,26 @@ class GrammarMatcher:
         self._max_rollback = max_rollback
         self._eos = frozenset(int(e) for e in compiled.vocab.eos_token_ids)
         self._specials = frozenset(self._auto.specials)
+        if token_budget is not None and token_budget < 1:
+            raise ValueError("token_budget must be at least 1")
+        self._budget = token_budget
+        self._count = 0
 
     # ------------------------------------------------------------------ state
+    @property
+    def num_accepted(self) -> int:
+        """Tokens accepted so far (rollback subtracts)."""
+        return self._count
+
+    @property
+    def token_budget(self) -> int | None:
+        return self._budget
+
+    def set_token_budget(self, token_budget: int | None) -> None:
+        """Change the total token budget (counted from the start of this matcher)."""
+        if token_budget is not None and token_budget < 1:
+            raise ValueError("token_budget must be at least 1")
+        self._budget = token_budget
     @property
     def state(self) -> int:
         """The current automaton state id (0 means dead: only an empty grammar)."""
@@ -117,6 +145,7 @@ class GrammarMatcher:
             del self._history[0]
         self._state = nxt
         self._terminated = terminated
+        self._count += 1
 
     def rollback(self, num_tokens: int = 1) -> None:
         """Undo the last ``num_tokens`` accepted tokens."""
@@ -125,12 +154,14 @@ class GrammarMatcher:
                              f"({len(self._history)} available)")
         for _ in range(num_tokens):
             self._state, self._terminated = self._history.pop()
+            self._count -= 1
 
     def reset(self) -> None:
         """Back to the start of the grammar."""
         self._state = self._auto.start
         self._history.clear()
         self._terminated = False
+        self._count = 0
 
     def fork(self) -> "GrammarMatcher":
         """An independent copy with the same state and history."""
@@ -143,6 +174,8 @@ class GrammarMatcher:
         m._max_rollback = self._max_rollback
         m._eos = self._eos
         m._specials = self._specials
+        m._budget = self._budget
+        m._count = self._count
         return m
 
     # ------------------------------------------------------------------ masks
@@ -164,6 +197,9 @@ class GrammarMatcher:
         """The allowed next tokens as read-only int32 bitmask words."""
         if self._terminated:
             return self._eos_words()
+        if self._budget is not None:
+            # after this token, remaining-1 tokens must finish the turn (one kept for EOS)
+            return self._auto.budget_mask(self._state, self._budget - self._count - 2)
         return self._auto.mask(self._state)
 
     def _eos_words(self) -> np.ndarray:

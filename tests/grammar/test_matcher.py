@@ -193,3 +193,36 @@ def test_merged_closing_tokens_accepted():
     assert m.is_token_allowed(vocab.token_id("}]}"))  # closes three levels at once
     assert m.accept_token(vocab.token_id("}]}"))
     assert m.can_terminate()
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_budget_aware_termination_never_cuts(seed):
+    """Random walks under the mask with a token budget always end complete within it."""
+    rng = random.Random(1000 + seed)
+    vocab = vocab_with_extras()
+    compiler = GrammarCompiler(vocab)
+    jchar = ir.alt(ir.utf8_char(exclude=b'"\\'), ir.seq(ir.lit("\\"), ir.byte_class(b'"n')))
+    jstr = ir.seq(ir.lit('"'), ir.star(jchar), ir.lit('"'))
+    r = ir.Rule("v")
+    r.define(ir.alt(jstr, ir.plus(ir.byte_range(48, 57)),
+                    ir.seq(ir.lit("["), ir.opt(ir.seq(r, ir.star(ir.seq(ir.lit(","), r)))), ir.lit("]"))))
+    term = ir.seq(random_term(rng, 2), r)
+    cg = compiler.compile(Grammar.from_term(term, f"budget-{seed}"))
+    if cg.is_empty:
+        return
+    need = cg.automaton.minlen(cg.automaton.start) + 1
+    budget = need + rng.randint(0, 12)
+    m = GrammarMatcher(cg, token_budget=budget)
+    eos = vocab.eos_token_ids[0]
+    used = 0
+    while not m.is_terminated():
+        ids = m.allowed_token_ids()
+        assert len(ids), "no dead ends under a budget"
+        tid = int(rng.choice(ids))
+        assert m.accept_token(tid)
+        used += 1
+        assert used <= budget
+    assert m.can_terminate()
+    if used < budget and m.accept_token(eos):
+        used += 1
+    assert used <= budget
