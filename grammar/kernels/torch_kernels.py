@@ -1,0 +1,46 @@
+"""Torch kernel: apply a token bitmask to logits in place, vectorised by unpacking the bits.
+
+Works on any device torch supports (CPU, CUDA).  Memory: one ``int32`` and one ``bool``
+temporary of shape ``(rows, 32 * words)``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+    import torch
+
+__all__ = ["unpack_bitmask_torch", "apply_token_bitmask_torch"]
+
+
+def unpack_bitmask_torch(bitmask: "torch.Tensor", vocab_size: int) -> "torch.Tensor":
+    """Boolean ``(rows, vocab_size)`` tensor on ``bitmask.device``: ``True`` = allowed."""
+    import torch
+
+    words = (vocab_size + 31) // 32
+    bm = bitmask[:, :words]
+    shifts = torch.arange(32, device=bm.device, dtype=torch.int32)
+    # Arithmetic right shift of a negative word only fills bits above 31: bit j is intact.
+    bits = (bm.unsqueeze(-1) >> shifts) & 1
+    return bits.reshape(bm.shape[0], words * 32)[:, :vocab_size] != 0
+
+
+def apply_token_bitmask_torch(logits: "torch.Tensor", bitmask: "torch.Tensor", vocab_size: int,
+                              indices: "np.ndarray | None") -> None:
+    """Set ``logits[i, j] = -inf`` where bit ``j`` of ``bitmask[i]`` is 0 (validated input)."""
+    import torch
+
+    if vocab_size == 0:
+        return
+    if indices is None:
+        blocked = ~unpack_bitmask_torch(bitmask, vocab_size)
+        logits[:, :vocab_size].masked_fill_(blocked, float("-inf"))
+        return
+    if indices.size == 0:
+        return
+    idx = torch.from_numpy(indices).to(logits.device)
+    blocked = ~unpack_bitmask_torch(bitmask.index_select(0, idx.to(bitmask.device)), vocab_size)
+    rows = logits.index_select(0, idx)[:, :vocab_size]
+    logits[idx, :vocab_size] = rows.masked_fill(blocked, float("-inf"))
