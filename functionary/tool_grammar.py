@@ -39,9 +39,10 @@ v1             ``\\n{text}<|END_OF_ASSISTANT|>`` or
 
 Arguments are compact-to-moderately-spaced JSON (``whitespace`` bounds each run) and, for
 tools, an omitted ``additionalProperties`` means *no other keys*: the model may not invent
-parameters.  ``python`` and ``all`` are reserved recipients: a user function with one of
-those names is rejected (:class:`functionary.errors.RequestError`), since the model's
-format could not tell them apart.
+parameters.  ``all`` (in v2 and v3.llama3) and ``python`` (next to a code interpreter) are reserved
+recipients: a user function with one of those names is rejected
+(:class:`functionary.errors.RequestError`), since the model's format could not tell them
+apart.  Each grammar starts right after ``template.generation_prefix(tool_choice)``.
 """
 
 from __future__ import annotations
@@ -57,7 +58,6 @@ __all__ = ["compile_tool_grammar", "tool_grammar", "normalize_tool_choice", "Too
            "parse_tools", "TOOL_GRAMMAR_VERSIONS"]
 
 TOOL_GRAMMAR_VERSIONS = ("v1", "v2", "v2.llama3", "v3.llama3", "v3-llama3.1")
-_RESERVED = ("all", "python")
 
 
 def _request_error(msg: str) -> Exception:
@@ -77,8 +77,11 @@ class ToolSpec:
         return tuple(n for n, _ in self.functions)
 
 
-def parse_tools(tools: Sequence[Mapping[str, Any]] | None) -> ToolSpec:
-    """Normalise an OpenAI ``tools`` list (or legacy ``functions`` entries)."""
+def parse_tools(tools: Sequence[Mapping[str, Any]] | None, version: str | None = None) -> ToolSpec:
+    """Normalise an OpenAI ``tools`` list (or legacy ``functions`` entries).
+
+    ``all`` is reserved in the formats where text has a recipient (v2, v3.llama3) and
+    ``python`` whenever a code interpreter is among the tools."""
     funcs: list[tuple[str, Any]] = []
     code = False
     seen: set[str] = set()
@@ -96,9 +99,13 @@ def parse_tools(tools: Sequence[Mapping[str, Any]] | None) -> ToolSpec:
         if not isinstance(fn, Mapping) or not isinstance(fn.get("name"), str) or not fn["name"]:
             raise _request_error(f"tools[{i}].function.name must be a non-empty string")
         name = fn["name"]
-        if name in _RESERVED:
-            raise _request_error(f"tools[{i}]: {name!r} is a reserved recipient name in "
-                                 "Functionary's format; rename the function")
+        if name == "all" and version in ("v2", "v3.llama3"):
+            raise _request_error(f"tools[{i}]: 'all' is the text recipient in the {version} "
+                                 "format; rename the function")
+        if name == "python" and any(isinstance(x, Mapping) and x.get("type") == "code_interpreter"
+                                    for x in tools or ()):
+            raise _request_error(f"tools[{i}]: a function named 'python' collides with the code "
+                                 "interpreter; rename the function")
         if any(c in name for c in "\n>< ") or "<|" in name:
             raise _request_error(f"tools[{i}]: function name {name!r} contains characters that "
                                  "cannot appear in the model's call syntax")
@@ -213,8 +220,8 @@ def _v3_llama31(p: _Pieces, choice, parallel: bool) -> ir.Term:
         return ir.seq(text, eot)
     if isinstance(choice, tuple):
         name = choice[1]
-        if name == "python":        # prompt has no prefix for python: force the tag
-            return ir.seq(py, eom)
+        if name == "python":        # prompt ends with "<|python_tag|>"
+            return ir.seq(ir.any_text(), eom)
         return ir.seq(p.args[name], ir.lit("</function>"), eom)   # prompt: "<function=name>"
     if choice == "required":        # prompt ends with "<function="
         first = ir.seq(fcall_body, ir.star(fcall) if parallel else ir.EMPTY,
@@ -278,12 +285,11 @@ def _v1(p: _Pieces, choice, parallel: bool) -> ir.Term:
     call = ir.seq(start_c, ir.alt(*bodies), end_c)   # one call per turn in v1
     if choice == "none":
         return ir.seq(ir.lit("\n"), text, end_a)
-    if isinstance(choice, tuple):
+    if isinstance(choice, tuple):   # prompt ends with "\n<|START_OF_FUNCTION_CALL|>{name}:\n"
         name = choice[1]
-        body = ir.seq(ir.lit(name + ":\n"), text if name == "python" else p.args[name])
-        return ir.seq(ir.lit("\n"), start_c, body, end_c)
-    if choice == "required":
-        return ir.seq(ir.lit("\n"), ir.opt(ir.seq(text, ir.lit("\n"))), call)
+        return ir.seq(text if name == "python" else p.args[name], end_c)
+    if choice == "required":        # prompt ends with "\n<|START_OF_FUNCTION_CALL|>"
+        return ir.seq(ir.alt(*bodies), end_c)
     return ir.alt(ir.seq(ir.lit("\n"), text, end_a),
                   ir.seq(ir.lit("\n"), ir.opt(ir.seq(text, ir.lit("\n"))), call))
 
@@ -308,7 +314,7 @@ def tool_grammar(compiler: GrammarCompiler, template: Any, tools: Sequence[Mappi
     """The uncompiled :class:`grammar.Grammar` of an assistant turn (see
     :func:`compile_tool_grammar`)."""
     version = _version_of(template)
-    spec = parse_tools(tools)
+    spec = parse_tools(tools, version)
     choice = normalize_tool_choice(tool_choice, spec)
     if choice != "none" and not spec.functions and not spec.code_interpreter:
         if tool_choice not in (None, "auto"):

@@ -84,7 +84,7 @@ class Grammar:
         """
         from .schema import JsonOptions, json_schema_term
         opts = JsonOptions(whitespace=whitespace, additional_properties=additional_properties,
-                           strict=strict, format_assertion=format_assertion)
+                           strict=strict, formats="assert" if format_assertion else "annotate")
         res = json_schema_term(schema, opts, remotes=remotes)
         rkey: Any
         if remotes is None:
