@@ -663,7 +663,9 @@ def minlen(t: Term, *, limit: int = 20000) -> int:
     v = t._minlen
     if v is not None:
         return v
-    if t.has_bool:
+    if t.kind in ("and", "not"):
+        # only intersections and complements need a search over their own derivatives;
+        # everything around them composes structurally
         v = _minlen_search(t, limit)
     else:
         v = _minlen_syntactic(t, None)
@@ -757,7 +759,7 @@ def _minlen_search(t: Term, limit: int) -> int:
                     continue
                 if is_nullable(y):
                     return dist
-                if not y.has_bool:
+                if y.kind not in ("and", "not"):
                     m = _minlen_syntactic(y, None)
                     if m >= INF:
                         continue

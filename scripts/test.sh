@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 source scripts/setup.sh
 
 
+# Default suite (fast: a few minutes on 2 cores).
 status=0
 "$PY" -m pytest -q "$@" || status=$?
 if [ "$status" -eq 5 ]; then
@@ -18,8 +19,11 @@ if [ "$status" -eq 5 ]; then
 fi
 [ "$status" -eq 0 ] || exit "$status"
 
-# ---------------------------------------------------------------------------------------
-# Heavy suites go here, each behind its marker, installed and run by its owner, e.g.
-#   "$PY" -m pip install -q -e ".[vllm]" && "$PY" -m pytest -q -m vllm
-# (the default run above skips vllm/gpu tests when their dependencies are absent).
-# ---------------------------------------------------------------------------------------
+# Heavy suites (marker `slow`): >= 200 tiny-model generations per prompt version, full
+# schema corpora.  CI runs them (CI=true); locally set FULL=1.
+if [ -n "${CI:-}" ] || [ "${FULL:-0}" = "1" ]; then
+    echo "== slow suites"
+    status=0
+    "$PY" -m pytest -q -m slow "$@" || status=$?
+    if [ "$status" -ne 0 ] && [ "$status" -ne 5 ]; then exit "$status"; fi
+fi
