@@ -40,16 +40,24 @@ def apply_token_bitmask_torch(logits: "torch.Tensor", bitmask: "torch.Tensor", v
 
     if vocab_size == 0:
         return
-    if (indices is None and logits.device.type == "cpu" and bitmask.device.type == "cpu"
+    if (logits.device.type == "cpu" and bitmask.device.type == "cpu"
             and logits.dtype in (torch.float32, torch.float64) and logits.is_contiguous()
             and logits.shape[-1] == vocab_size):
         # CPU fast path: invert the packed words (32x fewer elements), unpack with numpy and
         # write -inf with putmask (several times faster than torch's masked_fill_ on CPU).
         import numpy as np
         words = (vocab_size + 31) // 32
-        inv = np.invert(np.ascontiguousarray(bitmask[:, :words].numpy())).view(np.uint8)
-        blocked_np = np.unpackbits(inv, axis=1, bitorder="little", count=vocab_size).view(np.bool_)
-        np.putmask(logits.numpy(), blocked_np, -np.inf)
+        bm_np = bitmask[:, :words].numpy()
+        out = logits.numpy()
+        if indices is None:
+            inv = np.invert(np.ascontiguousarray(bm_np)).view(np.uint8)
+            blocked_np = np.unpackbits(inv, axis=1, bitorder="little", count=vocab_size)
+            np.putmask(out, blocked_np.view(np.bool_), -np.inf)
+        else:
+            for r in np.asarray(indices).tolist():
+                inv = np.invert(bm_np[r]).view(np.uint8)
+                blocked_np = np.unpackbits(inv, bitorder="little", count=vocab_size)
+                np.putmask(out[r], blocked_np.view(np.bool_), -np.inf)
         return
     if indices is None:
         blocked = ~unpack_bitmask_torch(bitmask, vocab_size)
