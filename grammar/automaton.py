@@ -63,6 +63,7 @@ class Automaton:
         self._ends: dict[int, tuple] = {}
         self._budget_cache: dict[tuple[int, int], np.ndarray] = {}
         self._minlen: list[int] = [ir.INF]
+        self._minlen_np = np.full(64, ir.INF, dtype=np.int64)
         self.start = self.intern(root)
 
     # ------------------------------------------------------------------ states
@@ -90,7 +91,13 @@ class Automaton:
             self._terms.append(t)
             self._rows.append(None)
             self._special_next.append(None)
-            self._minlen.append(ir.minlen(t))
+            ml = ir.minlen(t)
+            self._minlen.append(ml)
+            if sid >= len(self._minlen_np):
+                grown = np.full(2 * len(self._minlen_np), ir.INF, dtype=np.int64)
+                grown[: len(self._minlen_np)] = self._minlen_np
+                self._minlen_np = grown
+            self._minlen_np[sid] = ml
             self._nullable[sid] = ir.is_nullable(t)
             self._ids[t.id] = sid
             return sid
@@ -254,8 +261,7 @@ class Automaton:
                 m[tid >> 5] |= np.int32(np.uint32(1 << (tid & 31)).view(np.int32))
 
     def _minlen_arr(self, states: np.ndarray) -> np.ndarray:
-        ml = self._minlen
-        return np.fromiter((ml[x] for x in states.tolist()), dtype=np.int64, count=len(states))
+        return self._minlen_np[states]
 
     def budget_mask(self, s: int, limit: int) -> np.ndarray:
         """The mask of ``s`` restricted to tokens after which the grammar can still be

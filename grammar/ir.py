@@ -54,7 +54,7 @@ class Term:
     constructor functions of this module (``lit``, ``seq``, ``alt`` ...)."""
 
     __slots__ = ("id", "kind", "args", "nullable", "has_bool", "_row", "_minlen",
-                 "_specials", "_dspecial", "_null", "__weakref__")
+                 "_specials", "_dspecial", "_null", "_lb", "__weakref__")
 
     def __init__(self, kind: str, args: tuple, nullable: bool, has_bool: bool) -> None:
         self.id = next(_ids)
@@ -67,6 +67,7 @@ class Term:
         self._specials: frozenset | None = None
         self._dspecial: dict | None = None
         self._null: bool | None = nullable if kind in _LEAVES else None
+        self._lb: int | None = None
 
     def __repr__(self) -> str:  # compact, for debugging
         return _show(self, 3)
@@ -630,32 +631,46 @@ def dspecial(t: Term, token_id: int) -> Term:
 
 
 def specials_of(t: Term) -> frozenset[int]:
-    """All special-token ids that occur anywhere in ``t`` (through rules too)."""
-    seen: set[int] = set()
-    out: set[int] = set()
-    stack = [t]
-    while stack:
-        x = stack.pop()
-        if x.id in seen:
-            continue
-        seen.add(x.id)
+    """All special-token ids that occur anywhere in ``t`` (through rules too).  Memoised on
+    every sub-term, so the terms derived from a grammar reuse their parent's results."""
+    if t._specials is not None:
+        return t._specials
+    # iterative post-order; rules may be cyclic: a rule in progress contributes nothing
+    # yet and its own result is completed when its body finishes
+    out_stack: list[tuple[Term, bool]] = [(t, False)]
+    on_path: set[int] = set()
+    while out_stack:
+        x, done = out_stack.pop()
         if x._specials is not None:
-            out |= x._specials
             continue
         if x.kind == "special":
-            out.add(x.args[0])
-        elif x.kind == "rule":
-            stack.append(x.body)  # type: ignore[attr-defined]
+            x._specials = frozenset((x.args[0],))
+            continue
+        kids = [x.body] if x.kind == "rule" else [a for a in x.args if isinstance(a, Term)]  # type: ignore[attr-defined]
+        if not done:
+            if x.id in on_path:
+                continue
+            on_path.add(x.id)
+            out_stack.append((x, True))
+            out_stack.extend((k, False) for k in kids if k._specials is None)
         else:
-            stack.extend(a for a in x.args if isinstance(a, Term))
-    res = frozenset(out)
-    t._specials = res
+            on_path.discard(x.id)
+            acc: frozenset[int] = frozenset()
+            for k in kids:
+                if k._specials is not None:
+                    acc = acc | k._specials
+                elif k.id in on_path or k is x:
+                    continue
+            x._specials = acc
+    res = t._specials
+    if res is None:  # pragma: no cover - defensive
+        res = frozenset()
     return res
 
 
 # ------------------------------------------------------------------ shortest path
 
-def minlen(t: Term, *, limit: int = 20000) -> int:
+def minlen(t: Term, *, limit: int = 4000) -> int:
     """Length of the shortest string in ``t`` (bytes; a special token counts 1), or
     ``INF`` when the language is empty.  Exact for terms without intersection or
     complement; for the others a breadth-first search over derivatives (up to ``limit``
@@ -740,35 +755,81 @@ def _rule_fixpoint(r: Rule) -> int:
     return est[r]
 
 
+def _lower_bound(t: Term) -> int:
+    """An admissible lower bound of ``minlen``: structural, with an intersection bounded
+    by its largest operand and a complement by 0 (exact for terms without either)."""
+    v = t._minlen
+    if v is not None:
+        return v
+    v = t._lb
+    if v is not None:
+        return v
+    k = t.kind
+    if k == "and":
+        v = max(_lower_bound(x) for x in t.args)
+    elif k == "not":
+        v = 0 if not is_nullable(t.args[0]) else 1
+    elif k == "seq":
+        a = _lower_bound(t.args[0])
+        v = INF if a >= INF else min(INF, a + _lower_bound(t.args[1]))
+    elif k == "alt":
+        v = min(_lower_bound(x) for x in t.args)
+    elif k == "repeat":
+        x, lo, _ = t.args
+        m = _lower_bound(x) if lo else 0
+        v = 0 if lo == 0 else (INF if m >= INF else min(INF, m * lo))
+    elif k == "rule":
+        if not t.has_bool:
+            return minlen(t)
+        # recursion through intersections: stay cheap and admissible
+        return 0 if is_nullable(t) else 1
+    else:
+        return _minlen_syntactic(t, None)
+    t._lb = v
+    return v
+
+
 def _minlen_search(t: Term, limit: int) -> int:
+    """A* over derivatives with :func:`_lower_bound` as the heuristic: exact shortest
+    completion of a term containing intersections or complements."""
+    import heapq
+
     if is_nullable(t):
         return 0
-    frontier = [t]
-    seen = {t.id}
-    dist = 0
-    specials = specials_of(t)
-    while frontier and len(seen) < limit:
-        dist += 1
-        nxt = []
-        for x in frontier:
-            succ = [y for _, y in row(x)] + [dspecial(x, s) for s in specials]
-            for y in succ:
-                if y is NOTHING or y.id in seen:
-                    continue
-                if y._minlen is not None and y._minlen >= INF:
-                    continue
-                if is_nullable(y):
-                    return dist
-                if y.kind not in ("and", "not"):
-                    m = _minlen_syntactic(y, None)
-                    if m >= INF:
-                        continue
-                seen.add(y.id)
-                nxt.append(y)
-        frontier = nxt
-    if not frontier:
+    h0 = _lower_bound(t)
+    if h0 >= INF:
         return INF
-    return dist  # optimistic beyond the search limit
+    specials = specials_of(t)
+    heap = [(h0, 0, t.id, t)]
+    best = {t.id: 0}
+    expanded = 0
+    while heap:
+        f, g, _, x = heapq.heappop(heap)
+        if best.get(x.id, INF) < g:
+            continue
+        if is_nullable(x):
+            return g
+        expanded += 1
+        if expanded > limit:
+            return f  # optimistic beyond the search limit
+        succ = [y for _, y in row(x)]
+        if specials:
+            succ.extend(dspecial(x, s) for s in specials)
+        for y in succ:
+            if y is NOTHING:
+                continue
+            ng = g + 1
+            if best.get(y.id, INF) <= ng:
+                continue
+            if y._minlen is not None:
+                hy = y._minlen
+            else:
+                hy = _lower_bound(y)
+            if hy >= INF:
+                continue
+            best[y.id] = ng
+            heapq.heappush(heap, (ng + hy, ng, y.id, y))
+    return INF
 
 
 # ----------------------------------------------------------------------- matching
