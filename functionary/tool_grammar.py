@@ -37,9 +37,10 @@ v1             ``\\n{text}<|END_OF_ASSISTANT|>`` or
                (one call per turn).
 =============  ==========================================================================
 
-Arguments are compact-to-moderately-spaced JSON (``whitespace`` bounds each run) and, for
-tools, an omitted ``additionalProperties`` means *no other keys*: the model may not invent
-parameters.  ``all`` (in v2 and v3.llama3) and ``python`` (next to a code interpreter) are reserved
+Arguments are compact-to-moderately-spaced JSON (``whitespace`` bounds each run); for
+tools, an omitted ``additionalProperties`` means *no other keys* (the model may not invent
+parameters), and numbers are spelled so that ``json.loads`` gives finite values (integers
+as plain digits; ``1e400`` would otherwise parse to ``inf``).  ``all`` (in v2 and v3.llama3) and ``python`` (next to a code interpreter) are reserved
 recipients: a user function with one of those names is rejected
 (:class:`functionary.errors.RequestError`), since the model's format could not tell them
 apart.  Each grammar starts right after ``template.generation_prefix(tool_choice)``.
@@ -155,7 +156,7 @@ class _Pieces:
         for name, params in spec.functions:
             try:
                 g = Grammar.json_schema(params, strict=strict, whitespace=whitespace,
-                                        additional_properties="forbid")
+                                        additional_properties="forbid", float_safe=True)
             except GrammarError as e:
                 from .errors import RequestError
                 raise RequestError(f"tool {name!r}: its parameters schema cannot be enforced: "

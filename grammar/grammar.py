@@ -64,7 +64,8 @@ class Grammar:
     def json_schema(schema: Any, *, strict: bool = True, whitespace: int = 16,
                     additional_properties: Literal["allow", "forbid"] = "allow",
                     format_assertion: bool = True,
-                    remotes: Mapping[str, Any] | Callable[[str], Any] | None = None) -> "Grammar":
+                    remotes: Mapping[str, Any] | Callable[[str], Any] | None = None,
+                    float_safe: bool = False) -> "Grammar":
         """A JSON value valid under ``schema`` (see :mod:`grammar.schema`).
 
         Parameters
@@ -81,10 +82,14 @@ class Grammar:
             Enforce ``format`` (True) or treat it as an annotation.
         remotes:
             Documents for remote ``$ref`` s: a mapping URL → schema or a callable.
+        float_safe:
+            Only number spellings that parse to finite values (integers as plain digits,
+            bounded exponents); tool grammars use it since applications parse the JSON.
         """
         from .schema import JsonOptions, json_schema_term
         opts = JsonOptions(whitespace=whitespace, additional_properties=additional_properties,
-                           strict=strict, formats="assert" if format_assertion else "annotate")
+                           strict=strict, formats="assert" if format_assertion else "annotate",
+                           float_safe=float_safe)
         res = json_schema_term(schema, opts, remotes=remotes)
         rkey: Any
         if remotes is None:
@@ -94,7 +99,7 @@ class Grammar:
         else:
             rkey = ("callable", id(remotes))
         key = ("json", _canon(schema), strict, whitespace, additional_properties,
-               format_assertion, rkey)
+               format_assertion, rkey) + (("float_safe",) if float_safe else ())
         return Grammar(res.term, key, res.ignored)
 
     @staticmethod
