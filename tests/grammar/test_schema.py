@@ -1,0 +1,386 @@
+"""Unit tests of grammar.schema / grammar.jsonvalue: one or more per keyword, plus a
+hypothesis soundness check against Python ``jsonschema``."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import jsonschema
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from grammar import jsonvalue as jv
+from grammar.errors import SchemaError, UnsupportedSchemaError
+from grammar.ir import matches
+from grammar.schema import (
+    JsonOptions, SchemaResult, canonical_instance, json_schema_term, json_value_term,
+)
+
+
+def acc(schema, text: str | bytes, options: JsonOptions = JsonOptions(), **kw) -> bool:
+    t = json_schema_term(schema, options, **kw).term
+    return matches(t, text.encode() if isinstance(text, str) else text)
+
+
+def check(schema, valid=(), invalid=(), options: JsonOptions = JsonOptions(), **kw):
+    """Every spelling of a valid value accepted; every invalid value rejected."""
+    t = json_schema_term(schema, options, **kw).term
+    for v in valid:
+        c = canonical_instance(schema, v, **kw)
+        for s in {json.dumps(c), json.dumps(c, ensure_ascii=False),
+                  json.dumps(c, separators=(",", ":"))}:
+            assert matches(t, s.encode()), (schema, s)
+    for v in invalid:
+        c = canonical_instance(schema, v, **kw)
+        for s in {json.dumps(c), json.dumps(c, ensure_ascii=False)}:
+            assert not matches(t, s.encode()), (schema, s)
+
+
+# ------------------------------------------------------------------ lexical layer
+
+def test_free_form_values_any_depth():
+    t = json_value_term(JsonOptions())
+    deep = "[" * 50 + "{}" + "]" * 50
+    for s in ['null', 'true', '-5e-4', '"a\\u00e9\\ud83d\\ude00"', '{"a": [1, {"b": {}}]}',
+              deep, '{ "a" : 1 ,"b":2 }']:
+        assert matches(t, s.encode()), s
+    for s in ['nul', '[1,]', '{"a"}', '"\\ud800"', '"\x01"', "{'a': 1}", '01', '1.', '+1']:
+        assert not matches(t, s.encode()), s
+    assert not matches(t, b'\xff')
+
+
+def test_whitespace_bound():
+    o = JsonOptions(whitespace=2)
+    assert acc({"type": "array"}, "[ 1,  2 ]", o)
+    assert acc({"type": "object"}, json.dumps({"a": [1, {"b": 2}]}, indent=2))
+    assert not acc({"type": "array"}, "[   1]", o)
+    assert not acc({"type": "array"}, " [1]", o)          # no leading whitespace
+    assert acc({"type": "object"}, "{}", JsonOptions(whitespace=0))
+    assert not acc({"type": "object"}, "{ }", JsonOptions(whitespace=0))
+
+
+def test_string_spellings_and_lengths():
+    s = {"type": "string", "minLength": 2, "maxLength": 3}
+    assert acc(s, '"ab"') and acc(s, '"a\\u0062"') and acc(s, '"\\ud83d\\ude00\\n"')
+    assert acc(s, json.dumps("é😀", ensure_ascii=False))
+    assert not acc(s, '"a"') and not acc(s, '"abcd"') and not acc(s, '"\\ud83d\\ude00"')
+    assert not acc({"type": "string"}, '"\\ud83d"')       # lone surrogate
+    assert not acc({"type": "string"}, b'"\xc3"')          # ill-formed UTF-8
+    assert not acc({"type": "string"}, '"\t"')             # raw control char
+    assert acc({"const": "a/b"}, '"a\\/b"')
+
+
+@pytest.mark.parametrize("op", [">=", ">", "<=", "<"])
+@pytest.mark.parametrize("c", ["0", "1", "-1.5", "12.25", "0.001", "1e20", "-7e-5"])
+def test_number_comparisons_exact(op, c):
+    c = Decimal(c)
+    t = jv.number_cmp_term(op, c)
+    import operator
+    f = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}[op]
+    for s in ["0", "-0", "1", "1.0", "-1.5", "-1.50", "12.25", "12.250001", "12.2499",
+              "1e+20", "1e20", "9.99e19", "1.00001e20", "-7e-05", "-7.1e-5", "0.001",
+              "0.0009999", "100000000000000000000", "5e-324", "-2E+3"]:
+        assert matches(t, s.encode()) == f(Decimal(s), c), (op, c, s)
+    assert not matches(t, b"123.5e-2")          # not a normalised spelling
+
+
+def test_number_spellings_restricted():
+    t = jv.number_term()
+    for s in ["0", "-0.0", "1.5e+300", "1E5", "1e-07", "123456789012345678901234567890"]:
+        assert matches(t, s.encode()), s
+    for s in ["15e19", "0.5e1", "1.50e20", "00", "1.", ".5", "1e", "-", "1.23456789012345678e5"]:
+        assert not matches(t, s.encode()), s
+
+
+def test_integer_drafts():
+    assert acc({"type": "integer"}, "1.0") and acc({"type": "integer"}, "1e+16")
+    assert acc({"type": "integer"}, "1.5e1") and not acc({"type": "integer"}, "1.5")
+    assert not acc({"type": "integer"}, "1.5e0")
+    assert not acc({"type": "integer"}, "1.0", draft="draft4")
+    assert acc({"type": "integer"}, "-12", draft="draft4")
+    assert acc({"type": "integer"}, "98249283749234923498293171823948729348710298301928331")
+
+
+def test_multiple_of():
+    check({"multipleOf": 0.01}, valid=[0.07, 19.99, 1, 0], invalid=[0.075, 1.001])
+    check({"multipleOf": 3}, valid=[0, 3, -9, 3.0, 1.2e1], invalid=[1, 3.5, 4e-5])
+    check({"type": "integer", "multipleOf": 0.5}, valid=[1e308, 4], invalid=[0.5])
+    check({"multipleOf": 2.5}, valid=[5, 7.5, 1e20], invalid=[2.6, 1])
+    with pytest.raises(UnsupportedSchemaError) as e:
+        json_schema_term({"multipleOf": 0.123456789})
+    assert e.value.keyword == "multipleOf" and e.value.pointer == "/multipleOf"
+
+
+def test_numeric_bounds_and_draft4_exclusive():
+    check({"minimum": 1.1, "exclusiveMaximum": 3}, valid=[1.1, 2.99], invalid=[1.09, 3, -5])
+    check({"maximum": 3, "exclusiveMaximum": True}, draft="draft4", valid=[2.9],
+          invalid=[3, 3.5])
+    check({"minimum": 3, "exclusiveMinimum": True}, draft="draft4", valid=[3.01],
+          invalid=[3])
+    check({"type": "integer", "minimum": -2, "maximum": 2}, valid=[-2, 0, 2.0],
+          invalid=[-3, 2.5, 3])
+
+
+# ---------------------------------------------------------------------- keywords
+
+def test_type_lists_and_nullable():
+    check({"type": ["string", "null"]}, valid=["a", None], invalid=[1, [], {}])
+    check({"type": "string", "nullable": True}, valid=["a", None], invalid=[1])
+    assert not acc({"type": "string", "nullable": True}, "null", JsonOptions(nullable=False))
+    with pytest.raises(SchemaError):
+        json_schema_term({"type": "strin"})
+
+
+def test_enum_const_json_equality():
+    check({"enum": [1, "a", None, [1, {"x": 2}], {"b": 1, "a": 2}]},
+          valid=[1, 1.0, "a", None, [1.0, {"x": 2}], {"a": 2, "b": 1}],
+          invalid=[2, "b", True, [1], {"a": 2}, {"a": 2, "b": 1, "c": 0}])
+    check({"const": False}, valid=[False], invalid=[0, None])
+    check({"const": 0}, valid=[0, 0.0, -0.0], invalid=[False])
+    assert acc({"const": "é"}, '"\\u00e9"') and acc({"const": "é"}, '"\\u00E9"')
+
+
+def test_properties_required_additional():
+    s = {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "string"}},
+         "required": ["b"], "additionalProperties": {"type": "boolean"}}
+    check(s, valid=[{"b": "x"}, {"a": 1, "b": "x", "z": True}, {"b": "", "y": False}],
+          invalid=[{}, {"a": 1}, {"b": 1}, {"b": "x", "z": 1}, {"b": "x", "a": "no"}])
+    # the declared order is enforced, a declared name cannot come back as an extra key
+    assert not acc(s, '{"b": "x", "a": 1}')
+    assert not acc(s, '{"b": "x", "\\u0061": true}')
+    assert canonical_instance(s, {"z": True, "b": "x", "a": 1}) == {"a": 1, "b": "x", "z": True}
+
+
+def test_additional_properties_forbid_option():
+    s = {"type": "object", "properties": {"a": {}}}
+    assert acc(s, '{"a": 1, "b": 2}')
+    assert not acc(s, '{"a": 1, "b": 2}', JsonOptions(additional_properties="forbid"))
+    assert acc(s, '{"a": 1}', JsonOptions(additional_properties="forbid"))
+    assert acc({"type": "object"}, '{"x": 1}', JsonOptions(additional_properties="forbid"))
+
+
+def test_pattern_properties_and_property_names():
+    s = {"patternProperties": {"^a": {"type": "integer"}, "b$": {"minimum": 10}},
+         "additionalProperties": False}
+    check(s, valid=[{"a": 1}, {"ab": 12}, {"xb": 100}, {}],
+          invalid=[{"ab": 5}, {"a": "x"}, {"c": 1}])
+    check({"propertyNames": {"maxLength": 2}}, valid=[{"ab": 1}, {}, 3],
+          invalid=[{"abc": 1}])
+    check({"properties": {"long": {}}, "propertyNames": {"maxLength": 2}},
+          valid=[{"ab": 1}], invalid=[{"long": 1}])
+
+
+def test_min_max_properties_and_dependencies():
+    s = {"properties": {"a": {}, "b": {}}, "minProperties": 2, "maxProperties": 3}
+    check(s, valid=[{"a": 1, "b": 2}, {"a": 1, "x": 2}, {"x": 1, "y": 2, "z": 3}],
+          invalid=[{}, {"a": 1}, {"a": 1, "b": 2, "x": 3, "y": 4}])
+    check({"dependentRequired": {"a": ["b"]}}, valid=[{}, {"b": 1}, {"a": 1, "b": 2}],
+          invalid=[{"a": 1}])
+    check({"dependencies": {"b": ["a"]}}, draft="draft7",
+          valid=[{"a": 1, "b": 1}, {"a": 1}], invalid=[{"b": 1}])
+    check({"dependentSchemas": {"a": {"required": ["c"]}}},
+          valid=[{"c": 1}, {"a": 1, "c": 2}], invalid=[{"a": 1}])
+
+
+def test_arrays():
+    check({"prefixItems": [{"type": "string"}], "items": {"type": "integer"},
+           "minItems": 2, "maxItems": 3},
+          valid=[["a", 1], ["a", 1, 2]], invalid=[["a"], [1, 1], ["a", "b"], ["a", 1, 2, 3]])
+    check({"items": [{"type": "string"}], "additionalItems": False}, draft="draft7",
+          valid=[[], ["a"]], invalid=[["a", 1]])
+    check({"items": {"type": "integer"}}, draft="draft7", valid=[[1, 2]], invalid=[[1, "a"]])
+
+
+def test_contains():
+    s = {"contains": {"type": "integer"}, "minContains": 2, "maxContains": 3}
+    check(s, valid=[[1, 2], ["a", 1, "b", 2, 3]], invalid=[[], [1], [1, 2, 3, 4], ["a"]])
+    check({"contains": {"const": 1}}, draft="draft7", valid=[[1], [2, 1]], invalid=[[2], []])
+
+
+def test_unique_items_is_unsupported_unless_trivial():
+    with pytest.raises(UnsupportedSchemaError) as e:
+        json_schema_term({"uniqueItems": True})
+    assert e.value.keyword == "uniqueItems"
+    r = json_schema_term({"uniqueItems": True}, JsonOptions(strict=False))
+    assert r.ignored == (("/uniqueItems", "uniqueItems"),)
+    check({"uniqueItems": True, "maxItems": 1}, valid=[[], [1]], invalid=[[1, 1]])
+    check({"items": {"enum": [1, "a", None]}, "uniqueItems": True},
+          valid=[[], [1, None, "a"], ["a"]], invalid=[[1, 1.0], ["a", 2], [None, None]])
+
+
+def test_combinators():
+    check({"anyOf": [{"type": "string"}, {"minimum": 3}]}, valid=["a", 3], invalid=[1])
+    check({"oneOf": [{"type": "integer"}, {"minimum": 2}]}, valid=[1, 2.5, "a"],
+          invalid=[3, 2])
+    check({"not": {"type": "integer"}}, valid=["a", 1.5, None], invalid=[1, 1.0])
+    check({"allOf": [{"properties": {"a": {"type": "integer"}}},
+                     {"properties": {"b": {"type": "string"}}, "required": ["a"]}]},
+          valid=[{"a": 1}, {"a": 1, "b": "x"}, {"b": "x", "a": 2}],
+          invalid=[{"b": "x"}, {"a": "x"}, {"a": 1, "b": 2}])
+    check({"if": {"properties": {"k": {"const": "n"}}, "required": ["k"]},
+           "then": {"properties": {"v": {"type": "number"}}},
+           "else": {"properties": {"v": {"type": "string"}}}},
+          valid=[{"k": "n", "v": 1}, {"k": "s", "v": "x"}, {"v": "x"}],
+          invalid=[{"k": "n", "v": "x"}, {"k": "s", "v": 1}])
+    # not over an object schema is exact within the canonical order
+    s = {"not": {"properties": {"a": {"type": "string"}}}}
+    check(s, valid=[{"a": 1}, {"b": 1, "a": 2}], invalid=[3, {"a": "x"}, {"b": 1, "a": "x"}])
+
+
+def test_refs_and_recursion():
+    tree = {"$defs": {"node": {"type": "object",
+                               "properties": {"v": {"type": "integer"},
+                                              "kids": {"type": "array",
+                                                       "items": {"$ref": "#/$defs/node"}}},
+                               "required": ["v"], "additionalProperties": False}},
+            "$ref": "#/$defs/node"}
+    deep = {"v": 0}
+    for i in range(30):
+        deep = {"v": i, "kids": [deep, {"v": -1}]}
+    check(tree, valid=[{"v": 1}, deep], invalid=[{"v": 1, "kids": [{"v": "x"}]}, {}])
+    check({"definitions": {"a~b/c%": {"type": "null"}}, "$ref": "#/definitions/a~0b~1c%25"},
+          draft="draft7", valid=[None], invalid=[1])
+    # draft 7: $ref siblings are ignored
+    check({"$ref": "#/definitions/s", "maxLength": 1, "definitions": {"s": {"type": "string"}}},
+          draft="draft7", valid=["abc"], invalid=[1])
+    check({"$ref": "http://localhost:1234/int.json"}, valid=[1], invalid=["a"],
+          remotes={"http://localhost:1234/int.json": {"type": "integer"}})
+    with pytest.raises(SchemaError) as e:
+        json_schema_term({"$ref": "#/nowhere"})
+    assert e.value.keyword == "$ref"
+    with pytest.raises(SchemaError):
+        json_schema_term({"$ref": "http://example.com/x.json"})   # never fetched
+    with pytest.raises(SchemaError):
+        json_schema_term({"anyOf": [{"$ref": "#"}, {"type": "string"}]})  # in-place loop
+
+
+def test_boolean_schemas():
+    assert acc(True, '{"a": [1]}') and not acc(False, "null")
+    check({"properties": {"a": False}}, valid=[{}, {"b": 1}], invalid=[{"a": 1}])
+
+
+def test_formats_asserted_or_annotated():
+    s = {"type": "string", "format": "date"}
+    assert acc(s, '"2020-02-29"') and not acc(s, '"2021-02-29"')
+    assert acc(s, '"2021-02-29"', JsonOptions(formats="annotate"))
+    r = json_schema_term({"format": "made-up"})
+    assert r.ignored == (("/format", "format"),)
+    r = json_schema_term({"format": "hostname"})
+    assert r.narrowed == (("/format", "format"),)
+    with pytest.raises(UnsupportedSchemaError):
+        json_schema_term({"format": "regex"})
+
+
+def test_pattern_and_errors():
+    check({"pattern": "^[a-z]+\\d?$"}, valid=["abc", "ab1", 5], invalid=["Ab", "ab12"])
+    check({"pattern": "b"}, valid=["abc"], invalid=["ac"])
+    with pytest.raises(UnsupportedSchemaError) as e:
+        json_schema_term({"properties": {"x": {"pattern": "(?=a)"}}})
+    assert e.value.pointer == "/properties/x/pattern" and e.value.keyword == "pattern"
+
+
+def test_unevaluated_properties_static():
+    s = {"allOf": [{"properties": {"a": {}}}], "properties": {"b": {}},
+         "unevaluatedProperties": False}
+    check(s, valid=[{"a": 1, "b": 2}, {}], invalid=[{"c": 1}])
+    # names evaluated by a dynamic branch: exact case split over the branch validity
+    check({"anyOf": [{"properties": {"a": {"type": "string"}}, "required": ["a"]},
+                     {"properties": {"b": {}}, "required": ["b"]}],
+           "unevaluatedProperties": False},
+          valid=[{"a": "x"}, {"b": 1}, {"a": "x", "b": 1}],
+          invalid=[{"a": 1}, {"a": 1, "b": 1}, {"a": "x", "c": 1}, {}])
+    check({"prefixItems": [{}], "contains": {"type": "string"}, "unevaluatedItems": False},
+          valid=[[1, "a"], ["a"]], invalid=[[1, 2], [1, "a", 3]])
+    with pytest.raises(UnsupportedSchemaError):
+        json_schema_term({"anyOf": [{"anyOf": [{"properties": {"a": {}}}]}],
+                          "unevaluatedProperties": False})
+
+
+def test_result_type_and_schema_text():
+    r = json_schema_term('{"type": "integer"}')
+    assert isinstance(r, SchemaResult) and r.ignored == () and r.narrowed == ()
+    with pytest.raises(SchemaError):
+        json_schema_term("{nope")
+
+
+def test_compile_time_is_reasonable():
+    import time
+    tools = {"anyOf": [{"type": "object", "properties": {
+        "name": {"const": f"tool_{i}"},
+        "arguments": {"type": "object", "properties": {
+            f"p{j}": {"type": ["string", "integer", "boolean"][j % 3], "description": "x" * 40}
+            for j in range(8)}, "required": ["p0", "p1"], "additionalProperties": False}},
+        "required": ["name", "arguments"], "additionalProperties": False} for i in range(64)]}
+    t0 = time.perf_counter()
+    r = json_schema_term(tools)
+    dt = time.perf_counter() - t0
+    assert dt < 5.0
+    v = {"name": "tool_7", "arguments": {"p0": "a", "p1": 1, "p3": "z"}}
+    assert matches(r.term, json.dumps(canonical_instance(tools, v)).encode())
+
+
+# --------------------------------------------------------------- soundness (hypothesis)
+
+SIMPLE_SCHEMAS = [
+    {"type": "integer", "minimum": -5, "maximum": 20},
+    {"type": "number", "exclusiveMinimum": 0.5},
+    {"type": "string", "maxLength": 3, "pattern": "^[ab]*$"},
+    {"type": "array", "items": {"type": "integer"}, "maxItems": 2},
+    {"type": "object", "properties": {"a": {"type": "boolean"}}, "required": ["a"],
+     "additionalProperties": {"type": "null"}},
+    {"anyOf": [{"type": "string"}, {"type": "array", "minItems": 1}]},
+    {"oneOf": [{"type": "integer"}, {"minimum": 0}]},
+    {"not": {"type": ["object", "array"]}},
+    {"enum": [1, "a", None, [True], {"a": 1}]},
+    {"type": "object", "maxProperties": 1},
+    {"multipleOf": 3},
+    {"contains": {"type": "string"}},
+]
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-30, 30)
+    # |x| <= 1e15: there binary floats and their shortest decimal repr agree on
+    # comparisons and integrality (the grammar uses exact decimal arithmetic)
+    | st.floats(min_value=-1e15, max_value=1e15, allow_nan=False, width=64)
+    | st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=4)
+    | st.sampled_from(["a", "ab", "b", "abc"]),
+    lambda kids: st.lists(kids, max_size=3)
+    | st.dictionaries(st.sampled_from(["a", "b", "c", "é"]), kids, max_size=3),
+    max_leaves=8)
+
+
+@pytest.mark.parametrize("idx", range(len(SIMPLE_SCHEMAS)))
+@settings(max_examples=60, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(value=_json)
+def test_soundness_vs_jsonschema(idx, value):
+    schema = SIMPLE_SCHEMAS[idx]
+    term = _compiled(idx)
+    expected = jsonschema.Draft202012Validator(schema).is_valid(value)
+    text = json.dumps(canonical_instance(schema, value))
+    assert matches(term, text.encode()) == expected, (schema, text)
+
+
+_CACHE: dict = {}
+
+
+def _compiled(idx):
+    if idx not in _CACHE:
+        _CACHE[idx] = json_schema_term(SIMPLE_SCHEMAS[idx]).term
+    return _CACHE[idx]
+
+
+def test_canonical_order_is_shared_by_all_branches():
+    s = {"anyOf": [{"properties": {"b": {}, "a": {}}, "required": ["b"]},
+                   {"properties": {"a": {}, "c": {"type": "string"}}, "required": ["c"]}]}
+    assert canonical_instance(s, {"c": "x", "a": 1, "z": 0}) == {"a": 1, "c": "x", "z": 0}
+    check(s, valid=[{"b": 1}, {"a": 1, "c": "x"}, {"b": 1, "c": 2}], invalid=[{"a": 1}])
+    assert not acc(s, '{"c": "x", "a": 1}')
+
+
+def test_remotes_callable_and_draft_names():
+    docs = {"http://h/s.json": {"$defs": {"n": {"type": "null"}}}}
+    check({"$ref": "http://h/s.json#/$defs/n"}, valid=[None], invalid=[0], remotes=docs.get)
+    with pytest.raises(ValueError):
+        json_schema_term({}, draft="draft5")
