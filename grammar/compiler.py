@@ -54,7 +54,7 @@ class GrammarCompiler:
                             additional_properties: Literal["allow", "forbid"] = "allow",
                             format_assertion: bool = True,
                             remotes: Mapping[str, Any] | Callable[[str], Any] | None = None,
-                            ) -> CompiledGrammar:
+                            draft: str | None = None) -> CompiledGrammar:
         """Compile a JSON schema (a dict, a bool, or its JSON text).
 
         See :meth:`Grammar.json_schema` for the options.
@@ -78,11 +78,11 @@ class GrammarCompiler:
         rkey = None if remotes is None else (_canon(dict(remotes)) if isinstance(remotes, Mapping)
                                              else ("callable", id(remotes)))
         key = ("json", _canon(schema), strict, whitespace, additional_properties,
-               format_assertion, rkey)
+               format_assertion, rkey) + ((("draft", draft),) if draft else ())
         return self._get(key, lambda: Grammar.json_schema(
             schema, strict=strict, whitespace=whitespace,
             additional_properties=additional_properties, format_assertion=format_assertion,
-            remotes=remotes))
+            remotes=remotes, draft=draft))
 
     def compile_regex(self, pattern: str) -> CompiledGrammar:
         """Compile a regular expression (full match over UTF-8 text)."""

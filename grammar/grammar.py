@@ -65,7 +65,7 @@ class Grammar:
                     additional_properties: Literal["allow", "forbid"] = "allow",
                     format_assertion: bool = True,
                     remotes: Mapping[str, Any] | Callable[[str], Any] | None = None,
-                    float_safe: bool = False) -> "Grammar":
+                    float_safe: bool = False, draft: str | None = None) -> "Grammar":
         """A JSON value valid under ``schema`` (see :mod:`grammar.schema`).
 
         Parameters
@@ -85,12 +85,15 @@ class Grammar:
         float_safe:
             Only number spellings that parse to finite values (integers as plain digits,
             bounded exponents); tool grammars use it since applications parse the JSON.
+        draft:
+            Default JSON Schema draft for a schema without ``$schema`` (``"draft4"`` ...
+            ``"draft2020-12"``; default 2020-12).
         """
         from .schema import JsonOptions, json_schema_term
         opts = JsonOptions(whitespace=whitespace, additional_properties=additional_properties,
                            strict=strict, formats="assert" if format_assertion else "annotate",
                            float_safe=float_safe)
-        res = json_schema_term(schema, opts, remotes=remotes)
+        res = json_schema_term(schema, opts, remotes=remotes, draft=draft)
         rkey: Any
         if remotes is None:
             rkey = None
@@ -99,7 +102,8 @@ class Grammar:
         else:
             rkey = ("callable", id(remotes))
         key = ("json", _canon(schema), strict, whitespace, additional_properties,
-               format_assertion, rkey) + (("float_safe",) if float_safe else ())
+               format_assertion, rkey) + (("float_safe",) if float_safe else ()) + (
+                   (("draft", draft),) if draft else ())
         return Grammar(res.term, key, res.ignored)
 
     @staticmethod
