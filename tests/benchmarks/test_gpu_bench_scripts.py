@@ -38,3 +38,14 @@ def test_bench_decode_overhead_quick(tmp_path):
     assert {r["tool_choice"] for r in res["rows"]} == {"auto", "required"}
     for r in res["rows"]:
         assert r["step_ms_on"] > 0 and r["step_ms_off"] > 0 and r["tok_s_on"] > 0
+
+
+def test_bench_generate_quick(tmp_path):
+    out = tmp_path / "gen.json"
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_generate.py"), "--quick",
+                        "--max-new-tokens", "16", "--out", str(out)], capture_output=True, text=True,
+                       timeout=900, env={**__import__("os").environ, "BENCH_PROGRESS": "0"})
+    assert r.returncode == 0, r.stdout + r.stderr
+    res = json.loads(out.read_text())
+    assert {row["tool_choice"] for row in res["rows"]} == {"auto", "required"}
+    assert all(row["invalid_on"] == 0 and row["tok_s_on"] > 0 for row in res["rows"])

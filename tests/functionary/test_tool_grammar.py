@@ -129,6 +129,18 @@ def _stream_equals_batch(template, text, tools, choice, rng, batch):
 @pytest.mark.parametrize("version", list(FAMILY))
 @pytest.mark.parametrize("parallel", [True, False])
 def test_random_walks_give_valid_turns(version, parallel):
+    _random_walks(version, parallel, RUNS)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("version", list(FAMILY))
+@pytest.mark.parametrize("parallel", [True, False])
+def test_random_walks_give_valid_turns_many(version, parallel):
+    """The CI run: 10 x 320 = 3,200 random walks."""
+    assert _random_walks(version, parallel, 40) >= 320
+
+
+def _random_walks(version, parallel, runs):
     compiler = _compiler_for(version)
     template = get_template(version)
     rng = random.Random(hash((version, parallel)) & 0xFFFF)
@@ -140,7 +152,7 @@ def test_random_walks_give_valid_turns(version, parallel):
                       if choice_name == "named" else choice_name)
             cg = compile_tool_grammar(compiler, template, with_code, choice, parallel)
             start_min = cg.automaton.minlen(cg.automaton.start)
-            for run in range(max(1, RUNS // len(TOOL_LISTS) * 2)):
+            for run in range(max(1, runs // len(TOOL_LISTS) * 2)):
                 budget = start_min + 2 + rng.randint(0, 90)
                 m = GrammarMatcher(cg, token_budget=budget)
                 toks = _walk(m, rng, budget)
@@ -151,6 +163,7 @@ def test_random_walks_give_valid_turns(version, parallel):
                 _stream_equals_batch(template, text, with_code, choice, rng, batch)
                 done += 1
     assert done >= len(TOOL_LISTS) * len(CHOICES)
+    return done
 
 
 def _feed(m, vocab, text):
