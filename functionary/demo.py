@@ -225,6 +225,22 @@ def _healthy(base: str) -> bool:
         return False
 
 
+def stop_process_group(p: "subprocess.Popen | None") -> None:
+    """SIGTERM a process started with ``start_new_session=True`` and its whole group (a
+    server and its engine processes), then SIGKILL what is left after 30 s."""
+    if p is None or p.poll() is not None:
+        return
+    try:
+        os.killpg(p.pid, signal.SIGTERM)
+        p.wait(timeout=30)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        p.wait(timeout=10)
+
+
 class DemoServer:
     """``functionary serve`` in a subprocess (own process group), for the demo and tests.
 
@@ -286,18 +302,7 @@ class DemoServer:
 
     def stop(self) -> None:
         """SIGTERM the server's process group (engine processes included), then SIGKILL."""
-        p = self.proc
-        if p is None or p.poll() is not None:
-            return
-        try:
-            os.killpg(p.pid, signal.SIGTERM)
-            p.wait(timeout=30)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
-                os.killpg(p.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            p.wait(timeout=10)
+        stop_process_group(self.proc)
 
     def __enter__(self) -> "DemoServer":
         self.start()

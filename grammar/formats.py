@@ -160,7 +160,6 @@ def _uri_parts(iri: bool) -> dict[str, str]:
            r"\u{B0000}-\u{BFFFD}\u{C0000}-\u{CFFFD}\u{D0000}-\u{DFFFD}\u{E1000}-\u{EFFFD}"
            if iri else "")
     priv = r"\uE000-\uF8FF\u{F0000}-\u{FFFFD}\u{100000}-\u{10FFFD}" if iri else ""
-    unres = f"[{_UNRES}{ucs}]"
     pchar = f"(?:[{_UNRES}{ucs}{_SUBD}:@]|{_PCT})"
     seg = f"{pchar}*"
     segnz = f"{pchar}+"

@@ -394,3 +394,8 @@ class Template(ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} version={self.version!r}>"
+
+
+def llama3_turn(role: str, content: str) -> str:
+    """One Llama 3 header turn: ``<|start_header_id|>{role}<|end_header_id|>\n\n{content}<|eot_id|>``."""
+    return f"<|start_header_id|>{role}<|end_header_id|>\n\n{content}<|eot_id|>"

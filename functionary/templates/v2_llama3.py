@@ -19,6 +19,7 @@ from functionary.templates.base import (
     Template,
     TurnFormat,
 )
+from functionary.templates.base import llama3_turn
 from functionary.typescript import functions_to_typescript
 
 __all__ = ["V2Llama3Template", "FUNCTION_SEPARATOR"]
@@ -45,9 +46,6 @@ _FORMAT = TurnFormat(
 )
 
 
-def _turn(role: str, content: str) -> str:
-    return f"<|start_header_id|>{role}<|end_header_id|>\n\n{content}{EOT}"
-
 
 class V2Llama3Template(Template):
     """functionary-small-v2.5 format (see the module docstring)."""
@@ -60,11 +58,11 @@ class V2Llama3Template(Template):
 
     def _render_system(self, tools: ToolSet) -> str:
         second = CODE_INTERPRETER_SYSTEM_MESSAGE if tools.code_interpreter else DEFAULT_SYSTEM_MESSAGE
-        return _turn("system", functions_to_typescript(tools.function_dicts())) + _turn("system", second)
+        return llama3_turn("system", functions_to_typescript(tools.function_dicts())) + llama3_turn("system", second)
 
     def _render_message(self, message: Message, tools: ToolSet) -> str:
         if message.role in ("system", "user"):
-            return _turn(message.role, message.content or "")
+            return llama3_turn(message.role, message.content or "")
         if message.role == "tool":
-            return _turn("tool", f"name={self._tool_name(message)}\n{message.content or ''}")
+            return llama3_turn("tool", f"name={self._tool_name(message)}\n{message.content or ''}")
         return self._assistant_turn(message)

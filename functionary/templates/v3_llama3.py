@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from functionary.messages import Message, ToolSet
 from functionary.templates.base import CODE_INTERPRETER_SYSTEM_MESSAGE, Template, TurnFormat
+from functionary.templates.base import llama3_turn
 from functionary.typescript import functions_to_typescript
 
 __all__ = ["V3Llama3Template", "SYSTEM_PREAMBLE"]
@@ -59,9 +60,6 @@ _FORMAT = TurnFormat(
 )
 
 
-def _turn(role: str, content: str) -> str:
-    return f"<|start_header_id|>{role}<|end_header_id|>\n\n{content}{EOT}"
-
 
 class V3Llama3Template(Template):
     """The ``>>>recipient`` format (see the module docstring)."""
@@ -77,12 +75,12 @@ class V3Llama3Template(Template):
         return _FORMAT
 
     def _render_system(self, tools: ToolSet) -> str:
-        out = _turn("system", SYSTEM_PREAMBLE + functions_to_typescript(tools.function_dicts()))
+        out = llama3_turn("system", SYSTEM_PREAMBLE + functions_to_typescript(tools.function_dicts()))
         if tools.code_interpreter:
-            out += _turn("system", CODE_INTERPRETER_SYSTEM_MESSAGE)
+            out += llama3_turn("system", CODE_INTERPRETER_SYSTEM_MESSAGE)
         return out
 
     def _render_message(self, message: Message, tools: ToolSet) -> str:
         if message.role in ("system", "user", "tool"):
-            return _turn(message.role, message.content or "")
+            return llama3_turn(message.role, message.content or "")
         return self._assistant_turn(message)

@@ -25,6 +25,7 @@ import json
 
 from functionary.messages import Message, ToolSet
 from functionary.templates.base import Template, TurnFormat
+from functionary.templates.base import llama3_turn
 from functionary.typescript import resolve_refs
 
 __all__ = ["V3Llama31Template", "TOOL_INSTRUCTIONS"]
@@ -71,9 +72,6 @@ _FORMAT = TurnFormat(
 )
 
 
-def _turn(role: str, content: str) -> str:
-    return f"<|start_header_id|>{role}<|end_header_id|>\n\n{content}{EOT}"
-
 
 class V3Llama31Template(Template):
     """Meta Llama 3.1 style format (see the module docstring)."""
@@ -96,11 +94,11 @@ class V3Llama31Template(Template):
                 listing = json.dumps(raw, ensure_ascii=False)
                 out += f"Use the function '{fn.name}' to '{fn.description}'\n{listing}\n\n"
             out += TOOL_INSTRUCTIONS
-        return _turn("system", out)
+        return llama3_turn("system", out)
 
     def _render_message(self, message: Message, tools: ToolSet) -> str:
         if message.role in ("system", "user"):
-            return _turn(message.role, message.content or "")
+            return llama3_turn(message.role, message.content or "")
         if message.role == "tool":
-            return _turn("ipython", message.content or "")
+            return llama3_turn("ipython", message.content or "")
         return self._assistant_turn(message)
