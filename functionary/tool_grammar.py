@@ -325,7 +325,8 @@ def tool_grammar(compiler: GrammarCompiler, template: Any, tools: Sequence[Mappi
         parallel_tool_calls = False  # v1 makes one call per turn
     pieces = _Pieces(compiler, spec, whitespace, strict)
     term = _BUILDERS[version](pieces, choice, bool(parallel_tool_calls))
-    key = ("tools", version, json.dumps([[n, s] for n, s in spec.functions], sort_keys=True),
+    # key order is kept: properties are generated in their declared order
+    key = ("tools", version, json.dumps([[n, s] for n, s in spec.functions]),
            spec.code_interpreter, str(choice), bool(parallel_tool_calls), whitespace, strict)
     g = Grammar.from_term(term, key)
     return Grammar(g.term, g.key, tuple(pieces.ignored))

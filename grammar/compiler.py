@@ -67,22 +67,30 @@ class GrammarCompiler:
             ``strict=True`` and a keyword cannot be enforced exactly (names the keyword and
             its JSON pointer).
         """
-        if isinstance(schema, (str, bytes)):
-            import json
-            try:
-                schema = json.loads(schema)
-            except ValueError as e:
-                from .errors import SchemaError
-                raise SchemaError(f"schema is not valid JSON: {e}") from None
+        if isinstance(schema, bytes):
+            schema = schema.decode("utf-8", errors="replace")
         from .grammar import _canon
+        text = schema if isinstance(schema, str) else None
         rkey = None if remotes is None else (_canon(dict(remotes)) if isinstance(remotes, Mapping)
                                              else ("callable", id(remotes)))
         key = ("json", _canon(schema), strict, whitespace, additional_properties,
                format_assertion, rkey) + ((("draft", draft),) if draft else ())
-        return self._get(key, lambda: Grammar.json_schema(
-            schema, strict=strict, whitespace=whitespace,
-            additional_properties=additional_properties, format_assertion=format_assertion,
-            remotes=remotes, draft=draft))
+
+        def build() -> Grammar:
+            sch = schema
+            if text is not None:   # JSON text: parsed only on a cache miss
+                import json
+                try:
+                    sch = json.loads(text)
+                except ValueError as e:
+                    from .errors import SchemaError
+                    raise SchemaError(f"schema is not valid JSON: {e}") from None
+            return Grammar.json_schema(
+                sch, strict=strict, whitespace=whitespace,
+                additional_properties=additional_properties, format_assertion=format_assertion,
+                remotes=remotes, draft=draft)
+
+        return self._get(key, build)
 
     def compile_regex(self, pattern: str) -> CompiledGrammar:
         """Compile a regular expression (full match over UTF-8 text)."""

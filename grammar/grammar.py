@@ -25,7 +25,11 @@ __all__ = ["Grammar"]
 
 
 def _canon(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=repr)
+    """The cache-key text of a schema.  Key order is kept: it is part of the meaning here
+    (objects are generated in the declared order of ``properties``)."""
+    if isinstance(obj, str):
+        return obj
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=repr)
 
 
 class Grammar:

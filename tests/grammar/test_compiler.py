@@ -67,3 +67,17 @@ def test_text_until_stop(compiler):
     m = GrammarMatcher(cg)
     assert m.accept_bytes("a > b >> c") and not m.can_terminate()
     assert m.accept_bytes(">>>") and m.is_terminated()
+
+
+def test_cache_key_keeps_property_order(compiler):
+    """Property order is part of the grammar: schemas differing only in key order must not
+    share a cache entry."""
+    ab = {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}}}
+    ba = {"type": "object", "properties": {"b": {"type": "integer"}, "a": {"type": "integer"}}}
+    m1 = GrammarMatcher(compiler.compile_json_schema(ab, whitespace=0))
+    m2 = GrammarMatcher(compiler.compile_json_schema(ba, whitespace=0))
+    assert m1.accept_bytes('{"a":1,"b":2}') and m1.can_terminate()
+    assert m2.accept_bytes('{"b":1,"a":2}') and m2.can_terminate()
+    # a JSON-text schema is keyed by its text and parsed only on a miss
+    text = '{"type": "object", "properties": {"b": {"type": "integer"}}}'
+    assert compiler.compile_json_schema(text) is compiler.compile_json_schema(text)
