@@ -124,8 +124,7 @@ def test_merged_and_multi_level_closing_tokens(env):
         ids = tok(text, add_special_tokens=False)["input_ids"]
         pieces = [tok.decode([i]) for i in ids]
         assert _accepts(compiler, vocab, tok, cg, text), pieces
-    merged = [p for p in ("}]}", "\"}}", ".\",", "\"}]") if p in vocab.token_table()[:0] or True]
-    assert merged  # the tokenizer's own merges are what the loop above exercises
+    # the texts above really contain merged multi-level closers in their canonical tokenization
     assert any(len(tok.decode([i])) > 1 and set(tok.decode([i])) <= set('"}]')
                for i in tok('{"a": [{"b": {"c": "x"}}]}', add_special_tokens=False)["input_ids"])
 
