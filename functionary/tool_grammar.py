@@ -48,11 +48,10 @@ apart.  Each grammar starts right after ``template.generation_prefix(tool_choice
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
-from grammar import CompiledGrammar, Grammar, GrammarCompiler, ir
+from grammar import CompiledGrammar, Grammar, GrammarCompiler, canonical_key, ir
 from grammar.errors import GrammarError
 
 __all__ = ["compile_tool_grammar", "tool_grammar", "normalize_tool_choice", "ToolSpec",
@@ -155,8 +154,9 @@ class _Pieces:
         self.ignored: list = []
         for name, params in spec.functions:
             try:
-                g = Grammar.json_schema(params, strict=strict, whitespace=whitespace,
-                                        additional_properties="forbid", float_safe=True)
+                g = compiler.json_schema_grammar(params, strict=strict, whitespace=whitespace,
+                                                 additional_properties="forbid",
+                                                 float_safe=True)
             except GrammarError as e:
                 from .errors import RequestError
                 raise RequestError(f"tool {name!r}: its parameters schema cannot be enforced: "
@@ -309,11 +309,10 @@ def _version_of(template: Any) -> str:
     return v
 
 
-def tool_grammar(compiler: GrammarCompiler, template: Any, tools: Sequence[Mapping[str, Any]] | None,
-                 tool_choice: Any = "auto", parallel_tool_calls: bool = True, *,
-                 whitespace: int = 8, strict: bool = True) -> Grammar:
-    """The uncompiled :class:`grammar.Grammar` of an assistant turn (see
-    :func:`compile_tool_grammar`)."""
+def _prepare(compiler: GrammarCompiler, template: Any, tools: Sequence[Mapping[str, Any]] | None,
+             tool_choice: Any, parallel_tool_calls: bool, whitespace: int,
+             strict: bool) -> tuple[tuple, Callable[[], Grammar]]:
+    """Validate the request; return the grammar's cache key and a builder for it."""
     version = _version_of(template)
     spec = parse_tools(tools, version)
     choice = normalize_tool_choice(tool_choice, spec)
@@ -323,13 +322,26 @@ def tool_grammar(compiler: GrammarCompiler, template: Any, tools: Sequence[Mappi
         choice = "none"
     if version == "v1" and choice not in ("none",) and parallel_tool_calls:
         parallel_tool_calls = False  # v1 makes one call per turn
-    pieces = _Pieces(compiler, spec, whitespace, strict)
-    term = _BUILDERS[version](pieces, choice, bool(parallel_tool_calls))
-    # key order is kept: properties are generated in their declared order
-    key = ("tools", version, json.dumps([[n, s] for n, s in spec.functions]),
-           spec.code_interpreter, str(choice), bool(parallel_tool_calls), whitespace, strict)
-    g = Grammar.from_term(term, key)
-    return Grammar(g.term, g.key, tuple(pieces.ignored))
+    parallel = bool(parallel_tool_calls)
+    # key order is kept (canonical_key): properties are generated in their declared order
+    key = ("tools", version, canonical_key([[n, s] for n, s in spec.functions]),
+           spec.code_interpreter, str(choice), parallel, whitespace, strict)
+
+    def build() -> Grammar:
+        pieces = _Pieces(compiler, spec, whitespace, strict)
+        term = _BUILDERS[version](pieces, choice, parallel)
+        g = Grammar.from_term(term, key)
+        return Grammar(g.term, g.key, tuple(pieces.ignored))
+    return key, build
+
+
+def tool_grammar(compiler: GrammarCompiler, template: Any, tools: Sequence[Mapping[str, Any]] | None,
+                 tool_choice: Any = "auto", parallel_tool_calls: bool = True, *,
+                 whitespace: int = 8, strict: bool = True) -> Grammar:
+    """The uncompiled :class:`grammar.Grammar` of an assistant turn (see
+    :func:`compile_tool_grammar`)."""
+    return _prepare(compiler, template, tools, tool_choice, parallel_tool_calls, whitespace,
+                    strict)[1]()
 
 
 def compile_tool_grammar(compiler: GrammarCompiler, template: Any,
@@ -367,5 +379,6 @@ def compile_tool_grammar(compiler: GrammarCompiler, template: Any,
     grammar.errors.GrammarError
         The vocabulary lacks a special token the format needs.
     """
-    return compiler.compile(tool_grammar(compiler, template, tools, tool_choice,
-                                         parallel_tool_calls, whitespace=whitespace, strict=strict))
+    key, build = _prepare(compiler, template, tools, tool_choice, parallel_tool_calls,
+                          whitespace, strict)
+    return compiler.compile_lazy(key, build)

@@ -29,13 +29,14 @@ from .errors import (
     UnsupportedSchemaError,
     VocabularyError,
 )
-from .grammar import Grammar
+from .grammar import Grammar, canonical_key
 from .matcher import GrammarMatcher
 from .vocab import Vocabulary
 
 __all__ = [
     "Vocabulary",
     "Grammar",
+    "canonical_key",
     "GrammarCompiler",
     "CompiledGrammar",
     "GrammarMatcher",

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Callable, Literal
 
 from .compiled import CompiledGrammar
 from .errors import VocabularyError
-from .grammar import Grammar
+from .grammar import Grammar, json_schema_key
 from .index import TokenIndex, token_index
 from . import ir
 
@@ -40,6 +40,7 @@ class GrammarCompiler:
         self.vocab = vocab
         self.index: TokenIndex = token_index(vocab)
         self._cache: "OrderedDict[Any, CompiledGrammar]" = OrderedDict()
+        self._lowered: "OrderedDict[Any, Grammar]" = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
 
@@ -50,6 +51,54 @@ class GrammarCompiler:
             raise TypeError("compile() takes a grammar.Grammar")
         return self._get(grammar.key, lambda: grammar)
 
+    def compile_lazy(self, key: Any, build: Callable[[], Grammar]) -> CompiledGrammar:
+        """Compile ``build()`` under a caller-chosen cache key, calling ``build`` only on
+        a cache miss.
+
+        For composite grammars (a whole tool-calling turn) whose description is cheap to
+        key but costly to build.  ``key`` must be hashable and describe the grammar
+        completely (two different grammars must never share a key); it lives in its own
+        namespace, apart from the keys of :meth:`compile`."""
+        return self._get(("lazy", key), build)
+
+    def json_schema_grammar(self, schema: Any, *, strict: bool = True, whitespace: int = 16,
+                            additional_properties: Literal["allow", "forbid"] = "allow",
+                            format_assertion: bool = True,
+                            remotes: Mapping[str, Any] | Callable[[str], Any] | None = None,
+                            draft: str | None = None, float_safe: bool = False) -> Grammar:
+        """The uncompiled :class:`Grammar` of a JSON schema, for composing larger grammars;
+        the lowering is cached like compiled grammars (same arguments as
+        :meth:`compile_json_schema`, plus ``float_safe``: see :meth:`Grammar.json_schema`).
+        """
+        if isinstance(schema, bytes):
+            schema = schema.decode("utf-8", errors="replace")
+        key = json_schema_key(schema, strict=strict, whitespace=whitespace,
+                              additional_properties=additional_properties,
+                              format_assertion=format_assertion, remotes=remotes, draft=draft,
+                              float_safe=float_safe)
+        with self._lock:
+            hit = self._lowered.get(key)
+            if hit is not None:
+                self._lowered.move_to_end(key)
+                return hit
+        sch = schema
+        if isinstance(schema, str):   # JSON text: parsed only on a cache miss
+            import json
+            try:
+                sch = json.loads(schema)
+            except ValueError as e:
+                from .errors import SchemaError
+                raise SchemaError(f"schema is not valid JSON: {e}") from None
+        g = Grammar.json_schema(
+            sch, strict=strict, whitespace=whitespace,
+            additional_properties=additional_properties, format_assertion=format_assertion,
+            remotes=remotes, draft=draft, float_safe=float_safe)
+        with self._lock:
+            self._lowered[key] = g
+            while len(self._lowered) > self._cache_size:
+                self._lowered.popitem(last=False)
+        return g
+
     def compile_json_schema(self, schema: Any, *, strict: bool = True, whitespace: int = 16,
                             additional_properties: Literal["allow", "forbid"] = "allow",
                             format_assertion: bool = True,
@@ -57,7 +106,9 @@ class GrammarCompiler:
                             draft: str | None = None) -> CompiledGrammar:
         """Compile a JSON schema (a dict, a bool, or its JSON text).
 
-        See :meth:`Grammar.json_schema` for the options.
+        See :meth:`Grammar.json_schema` for the options.  A cache hit costs one
+        serialisation of the schema for its key (:func:`grammar.canonical_key`; JSON text
+        is its own key).
 
         Raises
         ------
@@ -69,28 +120,14 @@ class GrammarCompiler:
         """
         if isinstance(schema, bytes):
             schema = schema.decode("utf-8", errors="replace")
-        from .grammar import _canon
-        text = schema if isinstance(schema, str) else None
-        rkey = None if remotes is None else (_canon(dict(remotes)) if isinstance(remotes, Mapping)
-                                             else ("callable", id(remotes)))
-        key = ("json", _canon(schema), strict, whitespace, additional_properties,
-               format_assertion, rkey) + ((("draft", draft),) if draft else ())
-
-        def build() -> Grammar:
-            sch = schema
-            if text is not None:   # JSON text: parsed only on a cache miss
-                import json
-                try:
-                    sch = json.loads(text)
-                except ValueError as e:
-                    from .errors import SchemaError
-                    raise SchemaError(f"schema is not valid JSON: {e}") from None
-            return Grammar.json_schema(
-                sch, strict=strict, whitespace=whitespace,
-                additional_properties=additional_properties, format_assertion=format_assertion,
-                remotes=remotes, draft=draft)
-
-        return self._get(key, build)
+        key = json_schema_key(schema, strict=strict, whitespace=whitespace,
+                              additional_properties=additional_properties,
+                              format_assertion=format_assertion, remotes=remotes, draft=draft,
+                              float_safe=False)
+        return self._get(key, lambda: self.json_schema_grammar(
+            schema, strict=strict, whitespace=whitespace,
+            additional_properties=additional_properties, format_assertion=format_assertion,
+            remotes=remotes, draft=draft))
 
     def compile_regex(self, pattern: str) -> CompiledGrammar:
         """Compile a regular expression (full match over UTF-8 text)."""
@@ -100,6 +137,7 @@ class GrammarCompiler:
         """Forget every cached compiled grammar."""
         with self._lock:
             self._cache.clear()
+            self._lowered.clear()
 
     @property
     def cache_info(self) -> dict[str, int]:

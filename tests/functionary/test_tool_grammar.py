@@ -252,3 +252,30 @@ def test_budget_too_small_is_best_effort_not_a_crash():
     toks = _walk(m, rng, 3)
     assert len(toks) == 3 and not m.is_terminated()
     assert np.all(m.allowed_token_ids() >= 0)
+
+
+def test_tool_grammar_cache_hits_on_an_equal_tool_list(monkeypatch):
+    """A request with an equal tool list (a fresh copy, as a server parses each request)
+    reuses the compiled turn without lowering anything; other tool_choice values reuse
+    the lowered schemas; a changed schema is a miss."""
+    import copy
+
+    import functionary.tool_grammar as tg
+    compiler = GrammarCompiler(_compiler_for("v3.llama3").vocab)
+    tools = TOOL_LISTS[0][1]
+    first = compile_tool_grammar(compiler, "v3.llama3", tools, "auto")
+    lowered = []
+    real = tg.Grammar.json_schema
+    monkeypatch.setattr(tg.Grammar, "json_schema",
+                        staticmethod(lambda *a, **k: lowered.append(1) or real(*a, **k)))
+    import grammar.compiler as gc
+    monkeypatch.setattr(gc.Grammar, "json_schema", tg.Grammar.json_schema)
+    assert compile_tool_grammar(compiler, "v3.llama3", copy.deepcopy(tools), "auto") is first
+    other = compile_tool_grammar(compiler, "v3.llama3", copy.deepcopy(tools), "required")
+    assert other is not first and lowered == []
+    changed = copy.deepcopy(tools)
+    fn = next(t for t in changed if t.get("type") == "function")["function"]
+    fn["description"] = "changed"
+    fn["parameters"] = {"type": "object", "properties": {"zz": {"type": "integer"}}}
+    assert compile_tool_grammar(compiler, "v3.llama3", changed, "auto") is not first
+    assert lowered, "a changed schema must be lowered again"

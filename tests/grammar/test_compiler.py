@@ -81,3 +81,45 @@ def test_cache_key_keeps_property_order(compiler):
     # a JSON-text schema is keyed by its text and parsed only on a miss
     text = '{"type": "object", "properties": {"b": {"type": "integer"}}}'
     assert compiler.compile_json_schema(text) is compiler.compile_json_schema(text)
+
+
+def test_canonical_key_tells_values_apart():
+    """Equal keys only for equal values: order, 1 / 1.0 / True and nesting all count."""
+    from grammar import canonical_key
+    assert canonical_key({"a": 1, "b": 2}) != canonical_key({"b": 2, "a": 1})
+    keys = {canonical_key({"const": v}) for v in (1, 1.0, True, "1", [1], None)}
+    assert len(keys) == 6
+    assert canonical_key({"x": [1, {"y": 2}]}) == canonical_key({"x": [1, {"y": 2}]})
+    assert canonical_key('{"type": "string"}') == '{"type": "string"}'   # JSON text: itself
+
+    class Odd:   # not marshal-able: falls back to JSON text with repr
+        def __repr__(self):
+            return "Odd()"
+    assert "Odd()" in canonical_key({"x": Odd()})
+
+
+def test_mutated_schema_is_recompiled(compiler):
+    """A cache hit needs an equal schema: mutating a dict in place gives a new grammar."""
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}
+    first = compiler.compile_json_schema(schema, whitespace=0)
+    schema["properties"]["a"]["type"] = "string"
+    second = compiler.compile_json_schema(schema, whitespace=0)
+    assert first is not second
+    assert GrammarMatcher(second).accept_bytes('{"a":"x"}')
+    assert not GrammarMatcher(second).accept_bytes('{"a":1')
+
+
+def test_lowering_is_cached_and_compile_lazy_builds_once(compiler):
+    schema = {"type": "object", "properties": {"q": {"type": "string"}}}
+    g1 = compiler.json_schema_grammar(schema, float_safe=True)
+    assert compiler.json_schema_grammar(dict(schema), float_safe=True) is g1
+    assert compiler.json_schema_grammar(schema, float_safe=False) is not g1
+    calls = []
+
+    def build():
+        calls.append(1)
+        return Grammar.sequence(Grammar.literal("q="), g1)
+    c1 = compiler.compile_lazy(("mine", 1), build)
+    assert compiler.compile_lazy(("mine", 1), build) is c1
+    assert calls == [1]
+    assert GrammarMatcher(c1).accept_bytes('q={"q": "x"}')

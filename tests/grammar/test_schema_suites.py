@@ -250,14 +250,15 @@ def check_bench_item(item: dict, stats: Counter, wrong: list, *, timing: list | 
                       "text": s[:300]})
 
 
-def run_bench(sample: int | None = None, seed: int = 0) -> dict:
+def run_bench(sample: int | None = None, seed: int = 0,
+              files: list[Path] | None = None) -> dict:
     stats: Counter = Counter()
     wrong: list = []
     timing: list = []
     mtimes: list = []
     reasons: Counter = Counter()
     items = []
-    for p in _bench_files():
+    for p in (_bench_files() if files is None else files):
         with gzip.open(p, "rt") as f:
             items.extend(json.loads(line) for line in f)
     if sample is not None:
@@ -298,13 +299,39 @@ def test_jsonschemabench_sample():
     assert st.get("compiled", 0) / rep["schemas"] >= 0.95
 
 
+def _subsets() -> list[str]:
+    return [p.name.removesuffix(".jsonl.gz") for p in _bench_files()]
+
+
+# The whole benchmark, one test per subset (each within the per-test timeout on a slow
+# CI machine).  Compiled share per subset: at least 0.9, and 0.97 over all subsets
+# (checked by the last test, from the counts the others leave in _BENCH_COUNTS).
+_BENCH_COUNTS: dict[str, tuple[int, int]] = {}
+
+
 @pytest.mark.slow
-def test_jsonschemabench_all():
-    rep = run_bench()
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("subset", _subsets())
+def test_jsonschemabench_all(subset):
+    rep = run_bench(files=[shared_data("jsonschemabench") / f"{subset}.jsonl.gz"])
     _report_bench(rep)
     st = rep["stats"]
+    _BENCH_COUNTS[subset] = (st.get("compiled", 0), rep["schemas"])
     assert not rep["wrong"], rep["wrong"][:10]
-    assert st.get("compiled", 0) / rep["schemas"] >= 0.97
+    assert st.get("compiled", 0) / max(1, rep["schemas"]) >= 0.9
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+def test_jsonschemabench_all_compiled_share():
+    missing = [s for s in _subsets() if s not in _BENCH_COUNTS]
+    if missing:   # run alone (-k): measure the missing subsets now
+        for subset in missing:
+            rep = run_bench(files=[shared_data("jsonschemabench") / f"{subset}.jsonl.gz"])
+            _BENCH_COUNTS[subset] = (rep["stats"].get("compiled", 0), rep["schemas"])
+    compiled = sum(c for c, _ in _BENCH_COUNTS.values())
+    total = sum(n for _, n in _BENCH_COUNTS.values())
+    assert compiled / total >= 0.97, (compiled, total)
 
 
 if __name__ == "__main__":  # pragma: no cover
