@@ -55,7 +55,9 @@ class Automaton:
         self._done = np.zeros(cap, dtype=np.bool_)
         self._done[DEAD] = True
         self._nullable = np.zeros(cap, dtype=np.bool_)
-        self._rows: list[list[int] | None] = [[0] * 256]
+        # rows as tuples of ints: the cyclic GC untracks them, so they add nothing to its
+        # passes however many states a long-lived server accumulates
+        self._rows: list[tuple[int, ...] | None] = [(0,) * 256]
         self._special_next: list[dict[int, int] | None] = [{}]
         self._masks: dict[int, np.ndarray] = {}
         self._slice_info: dict[int, bytes | None] = {}
@@ -64,6 +66,8 @@ class Automaton:
         self._budget_cache: dict[tuple[int, int], np.ndarray] = {}
         self._minlen: list[int] = [ir.INF]
         self._minlen_np = np.full(64, ir.INF, dtype=np.int64)
+        levels = len(index.trie.levels) if index.trie.size else 1
+        self._span = max(levels, 1) + 1   # longest token in bytes, plus one
         self.start = self.intern(root)
 
     # ------------------------------------------------------------------ states
@@ -146,10 +150,10 @@ class Automaton:
                         rowl[b] = nid
             # intern may have grown the table: write after
             self._table[s] = rowl
-            self._rows[s] = rowl
+            self._rows[s] = tuple(rowl)
             self._done[s] = True
 
-    def row(self, s: int) -> list[int]:
+    def row(self, s: int) -> tuple[int, ...]:
         r = self._rows[s]
         if r is None:
             self._compute_row(s)
@@ -222,10 +226,46 @@ class Automaton:
             m = self._masks.get(s)
             if m is not None:
                 return m
-            m = self._compute_mask(s)
-            m.setflags(write=False)
+            c = self._clamped(s)
+            if c is not None:   # same mask as a state with looser repetition bounds
+                m = self.mask(c)
+                self._max_end[s] = self._max_end[c] + self._minlen[s] - self._minlen[c]
+            else:
+                m = self._compute_mask(s)
+                m.setflags(write=False)
             self._masks[s] = m
             return m
+
+    def _clamped(self, s: int) -> int | None:
+        """For ``s = X{lo,hi} R``: the state ``X{lo',hi'} R`` with the bounds clamped to
+        what one token can reach, when that differs from ``s``; else None.
+
+        A token has at most ``L - 1`` bytes (``L`` = longest token + 1; a special token
+        counts 1) and each ``X`` takes at least one, so within one token at most ``L - 1``
+        repetitions are consumed: whether a token is a prefix of the language, and
+        whether the state accepts EOS, depend on ``lo`` only up to ``L`` and on ``hi`` only
+        below ``L``.  With ``lo' = min(lo, L)`` and ``hi' = None if hi >= L`` both states
+        allow the same tokens.  Bounded strings (``maxLength``) and arrays then share one
+        mask for all positions far from their bounds, and the unbounded twin is usually a
+        self-loop served by a slice, not a trie walk.  The worst shortest completion after a
+        token grows by at most ``(lo - lo') * minlen(X) = minlen(s) - minlen(s')``."""
+        t = self._terms[s]
+        if t.kind == "seq":
+            head, rest = t.args
+        elif t.kind == "repeat":
+            head, rest = t, ir.EMPTY
+        else:
+            return None
+        if head.kind != "repeat":
+            return None
+        x, lo, hi = head.args
+        big = self._span
+        lo2 = min(lo, big)
+        hi2 = None if hi is None or hi >= big else hi
+        if (lo2, hi2) == (lo, hi) or ir.is_nullable(x):
+            return None
+        c = self.intern(ir.seq(ir.repeat(x, lo2, hi2), rest))
+        return c if c not in (s, DEAD) else None
 
     def _walk(self, s: int) -> tuple[bytes | None, np.ndarray, np.ndarray]:
         """(slice exits or None, walked token ids, their end states)."""

@@ -791,7 +791,12 @@ def _lower_bound(t: Term) -> int:
 
 def _minlen_search(t: Term, limit: int) -> int:
     """A* over derivatives with :func:`_lower_bound` as the heuristic: exact shortest
-    completion of a term containing intersections or complements."""
+    completion of a term containing intersections or complements.
+
+    On success every term on the shortest path found gets its exact ``minlen`` too (a
+    term at depth ``g`` of a shortest path of length ``n`` has shortest completion
+    ``n - g``, else the path would not be shortest): derivatives along it, which the
+    automaton meets next, then need no search of their own."""
     import heapq
 
     if is_nullable(t):
@@ -800,15 +805,24 @@ def _minlen_search(t: Term, limit: int) -> int:
     if h0 >= INF:
         return INF
     specials = specials_of(t)
-    heap = [(h0, 0, t.id, t)]
+    # entries (f, g, id, term, exact): an exact entry stands for "term, then its known
+    # shortest completion" and is a goal of length f
+    heap = [(h0, 0, t.id, t, False)]
     best = {t.id: 0}
+    parent: dict[int, Term] = {}
     expanded = 0
     while heap:
-        f, g, _, x = heapq.heappop(heap)
+        f, g, _, x, exact = heapq.heappop(heap)
+        if exact or is_nullable(x):
+            y, d = x, g
+            while y is not t:
+                if y._minlen is None:
+                    y._minlen = f - d
+                y = parent[y.id]
+                d -= 1
+            return f
         if best.get(x.id, INF) < g:
             continue
-        if is_nullable(x):
-            return g
         expanded += 1
         if expanded > limit:
             return f  # optimistic beyond the search limit
@@ -821,14 +835,13 @@ def _minlen_search(t: Term, limit: int) -> int:
             ng = g + 1
             if best.get(y.id, INF) <= ng:
                 continue
-            if y._minlen is not None:
-                hy = y._minlen
-            else:
-                hy = _lower_bound(y)
+            known = y._minlen
+            hy = known if known is not None else _lower_bound(y)
             if hy >= INF:
                 continue
             best[y.id] = ng
-            heapq.heappush(heap, (ng + hy, ng, y.id, y))
+            parent[y.id] = x
+            heapq.heappush(heap, (ng + hy, ng, y.id, y, known is not None))
     return INF
 
 

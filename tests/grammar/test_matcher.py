@@ -76,6 +76,61 @@ def test_masks_match_brute_force_on_random_grammars(seed):
         assert m.accept_token(tid)
 
 
+@pytest.mark.parametrize("seed", range(24))
+def test_bounded_repetition_masks_match_brute_force(seed):
+    """States ``X{lo,hi} R`` whose bounds lie beyond one token's reach share the mask of
+    the clamped state (Automaton._clamped): it must equal the brute-force oracle, around
+    and across the longest token length too, and EOS only where the state accepts."""
+    rng = random.Random(1000 + seed)
+    vocab = vocab_with_extras()
+    compiler = GrammarCompiler(vocab)
+    span = len(compiler.index.trie.levels) + 1
+    atoms = [ir.byte_class(b"abc"), ir.lit("ab"), ir.utf8_char(exclude=b'"\\'),
+             ir.alt(ir.lit("a"), ir.lit("12"))]
+    lo = rng.choice([0, 1, span - 1, span, span + 1, 2 * span])
+    hi = rng.choice([None, lo + rng.choice([0, 1, span - 1, span, span + 2, 3 * span])])
+    term = ir.seq(ir.lit('"'), ir.repeat(rng.choice(atoms), lo, hi), ir.lit('"'),
+                  ir.opt(ir.lit("}")))
+    cg = compiler.compile(Grammar.from_term(term, f"bounded-{seed}"))
+    m = GrammarMatcher(cg)
+    clamped = 0
+    for _ in range(3 * span + 8):
+        if m.is_terminated():
+            break
+        clamped += cg.automaton._clamped(m.state) is not None
+        got = set(m.allowed_token_ids().tolist())
+        assert got == brute_allowed(cg, m.state, vocab)
+        assert got
+        long = [t for t in got if len(vocab.token_bytes(t) or b"") > 1]
+        tid = rng.choice(sorted(long)) if long and rng.random() < 0.7 else rng.choice(sorted(got))
+        assert m.accept_token(tid)
+    if lo >= 2 * span or (hi is not None and hi >= 2 * span):   # beyond the first token
+        assert clamped, "the clamped path was never taken"
+
+
+def test_bounded_string_real_vocabulary_shares_the_unbounded_mask():
+    """maxLength far above the longest token: every position far from the bound has
+    exactly the mask its direct computation gives (one trie walk each, before)."""
+    from functionary.tokenizers import load_vocabulary
+    vocab = load_vocabulary("llama3.1")
+    compiler = GrammarCompiler(vocab)
+    cg = compiler.compile_json_schema({"type": "string", "minLength": 3, "maxLength": 400})
+    auto = cg.automaton
+    m = GrammarMatcher(cg)
+    assert m.accept_bytes('"')
+    text = "word " * 60
+    seen = 0
+    for piece in [text[i:i + 7] for i in range(0, len(text), 7)]:
+        s = m.state
+        got = auto.mask(s)
+        if auto._clamped(s) is not None:
+            seen += 1
+        direct = auto._compute_mask(s)
+        assert np.array_equal(got, direct)
+        assert m.accept_bytes(piece)
+    assert seen >= 30
+
+
 def test_text_slice_state_matches_brute_force():
     vocab = vocab_with_extras()
     compiler = GrammarCompiler(vocab)

@@ -8,7 +8,7 @@ def test_all_names():
         "Vocabulary", "Grammar", "GrammarCompiler", "CompiledGrammar", "GrammarMatcher",
         "allocate_token_bitmask", "apply_token_bitmask_inplace", "reset_token_bitmask",
         "bitmask_width", "GrammarError", "SchemaError", "UnsupportedSchemaError", "RegexError",
-        "VocabularyError", "GrammarTooLargeError",
+        "VocabularyError", "GrammarTooLargeError", "canonical_key",
     }
     for name in grammar.__all__:
         assert getattr(grammar, name) is not None
