@@ -805,21 +805,25 @@ def _minlen_search(t: Term, limit: int) -> int:
     if h0 >= INF:
         return INF
     specials = specials_of(t)
-    # entries (f, g, id, term, exact): an exact entry stands for "term, then its known
-    # shortest completion" and is a goal of length f
+    # entries (f, -g, id, term, exact): an exact entry stands for "term, then its known
+    # shortest completion" and is a goal of length f.  Ties on f go to the deepest entry
+    # first: with a tight heuristic the search then dives straight to a goal instead of
+    # expanding every equally promising shallower term.
     heap = [(h0, 0, t.id, t, False)]
     best = {t.id: 0}
     parent: dict[int, Term] = {}
     expanded = 0
     while heap:
         f, g, _, x, exact = heapq.heappop(heap)
+        g = -g
         if exact or is_nullable(x):
-            y, d = x, g
-            while y is not t:
-                if y._minlen is None:
-                    y._minlen = f - d
-                y = parent[y.id]
-                d -= 1
+            chain = [x]
+            while chain[-1] is not t:
+                chain.append(parent[chain[-1].id])
+            if len(chain) - 1 == g:   # the parent links spell the path of length g
+                for d, y in enumerate(reversed(chain)):
+                    if y._minlen is None and y is not t:
+                        y._minlen = f - d
             return f
         if best.get(x.id, INF) < g:
             continue
@@ -841,7 +845,7 @@ def _minlen_search(t: Term, limit: int) -> int:
                 continue
             best[y.id] = ng
             parent[y.id] = x
-            heapq.heappush(heap, (ng + hy, ng, y.id, y, known is not None))
+            heapq.heappush(heap, (ng + hy, -ng, y.id, y, known is not None))
     return INF
 
 
