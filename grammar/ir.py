@@ -38,7 +38,8 @@ __all__ = [
     "Term", "Rule", "EMPTY", "NOTHING", "ANY_BYTES", "INF", "FULL_MASK",
     "byte_class", "byte_range", "lit", "seq", "alt", "both", "neg", "repeat", "opt",
     "star", "plus", "special", "utf8_char", "codepoint_ranges", "any_text", "text_until",
-    "row", "deriv", "dspecial", "minlen", "specials_of", "matches", "mask_of", "is_nullable",
+    "row", "deriv", "dspecial", "minlen", "specials_of", "declare_no_specials", "matches",
+    "mask_of", "is_nullable",
 ]
 
 INF = 1 << 60
@@ -630,6 +631,13 @@ def dspecial(t: Term, token_id: int) -> Term:
     return r
 
 
+def declare_no_specials(t: Term) -> None:
+    """Record that ``t`` contains no special token, for builders that never emit one
+    (the JSON Schema lowering): :func:`specials_of` then needs no walk over it."""
+    if t._specials is None:
+        t._specials = frozenset()
+
+
 def specials_of(t: Term) -> frozenset[int]:
     """All special-token ids that occur anywhere in ``t`` (through rules too).  Memoised on
     every sub-term, so the terms derived from a grammar reuse their parent's results."""
@@ -681,7 +689,9 @@ def minlen(t: Term, *, limit: int = 4000) -> int:
     if t.kind in ("and", "not"):
         # only intersections and complements need a search over their own derivatives;
         # everything around them composes structurally
-        v = _minlen_search(t, limit)
+        v = _minlen_witness(t) if t.kind == "and" else None
+        if v is None:
+            v = _minlen_search(t, limit)
     else:
         v = _minlen_syntactic(t, None)
     t._minlen = v
@@ -787,6 +797,103 @@ def _lower_bound(t: Term) -> int:
         return _minlen_syntactic(t, None)
     t._lb = v
     return v
+
+
+def _minlen_witness(t: Term) -> int | None:
+    """The exact ``minlen`` of an intersection when one of its operands has a shortest
+    string, built from its structure (through no intersection or complement), that is as
+    short as the intersection's lower bound and lies in every other operand; else None.
+
+    The lower bound of an intersection is its longest operand's ``minlen``, so such a
+    string proves the bound exact without the A* search.  This is the common case of
+    schema intersections (an integer syntax and its ``minimum``/``maximum``, a string
+    ``pattern`` and its length bounds): each step costs a one-byte derivative, not a
+    full row of the intersection."""
+    lb = _lower_bound(t)
+    if lb >= INF:
+        return None
+    for x in t.args:
+        if _lower_bound(x) != lb or _minlen_syntactic(x, None) != lb:
+            continue
+        w = _shortest_string(x, lb)
+        if w is not None and all(y is x or _accepts(y, w) for y in t.args):
+            return lb
+    return None
+
+
+def _shortest_string(t: Term, n: int) -> list | None:
+    """One shortest string of ``t`` (shortest length ``n``), following its structure:
+    bytes as ints, special tokens as ``("special", id)``.  None when the walk meets an
+    intersection or complement, or does not settle on a string of length ``n``."""
+    out: list = []
+    stack = [t]
+    steps = 0
+    budget = 64 * (n + 4)
+    while stack:
+        steps += 1
+        if steps > budget or len(out) > n:
+            return None
+        x = stack.pop()
+        k = x.kind
+        if k == "bytes":
+            m = x.args[0]
+            out.append((m & -m).bit_length() - 1)
+        elif k == "seq":
+            stack.append(x.args[1])
+            stack.append(x.args[0])
+        elif k == "alt":
+            stack.append(min(x.args, key=lambda y: (_minlen_syntactic(y, None), y.has_bool)))
+        elif k == "repeat":
+            stack.extend([x.args[0]] * x.args[1])
+        elif k == "rule":
+            stack.append(x.body)  # type: ignore[attr-defined]
+        elif k == "special":
+            out.append(("special", x.args[0]))
+        elif k != "empty":
+            return None
+    return out if len(out) == n else None
+
+
+def _d1(t: Term, b: int) -> Term:
+    """Derivative by one byte without building ``t``'s full row (uses it when cached)."""
+    k = t.kind
+    if t._row is not None or k == "rule":
+        return deriv(t, b)
+    if k == "bytes":
+        return EMPTY if t.args[0] >> b & 1 else NOTHING
+    # memoised beside the special-token derivatives, under negative keys
+    cache = t._dspecial
+    if cache is None:
+        cache = t._dspecial = {}
+    r = cache.get(-1 - b)
+    if r is not None:
+        return r
+    if k == "seq":
+        a, c = t.args
+        r = _seq2(_d1(a, b), c)
+        if is_nullable(a):
+            r = alt(r, _d1(c, b))
+    elif k == "alt":
+        r = alt(*[_d1(x, b) for x in t.args])
+    elif k == "and":
+        r = both(*[_d1(x, b) for x in t.args])
+    elif k == "not":
+        r = neg(_d1(t.args[0], b))
+    elif k == "repeat":
+        x, lo, hi = t.args
+        r = _seq2(_d1(x, b), repeat(x, max(lo - 1, 0), None if hi is None else hi - 1))
+    else:
+        r = NOTHING  # empty, nothing, special
+    cache[-1 - b] = r
+    return r
+
+
+def _accepts(t: Term, w: list) -> bool:
+    for x in w:
+        t = dspecial(t, x[1]) if isinstance(x, tuple) else _d1(t, x)
+        if t is NOTHING:
+            return False
+    return is_nullable(t)
 
 
 def _minlen_search(t: Term, limit: int) -> int:

@@ -128,6 +128,7 @@ import referencing
 import referencing.exceptions
 import referencing.jsonschema
 
+from . import ir
 from .errors import RegexError, SchemaError, UnsupportedSchemaError
 from .formats import NARROWED_FORMATS, UnsupportedFormat, format_content_term
 from .ir import (
@@ -288,7 +289,8 @@ def _esc(tok: str) -> str:
 class _Node:
     """A schema (dict or bool) in its resolution context."""
 
-    __slots__ = ("schema", "resolver", "draft", "pointer", "key", "_kids", "disabled")
+    __slots__ = ("schema", "resolver", "draft", "pointer", "key", "_kids", "disabled",
+                 "_active")
 
     def __init__(self, schema, resolver, draft: int, pointer: str, key,
                  disabled: frozenset = frozenset()) -> None:
@@ -299,29 +301,38 @@ class _Node:
         self.pointer = pointer
         self.key = key
         self._kids: dict | None = None
+        self._active: frozenset[str] | None = None
 
     def __repr__(self) -> str:
         return f"<node {self.pointer or '#'}>"
 
     def get(self, kw: str, default=None):
-        s = self.schema
-        if not isinstance(s, dict) or kw not in s:
-            return default
-        if not self.has(kw):
-            return default
-        return s[kw]
+        a = self._active
+        if a is None:
+            a = self._keywords()
+        return self.schema[kw] if kw in a else default
 
     def has(self, kw: str) -> bool:
+        a = self._active
+        if a is None:
+            a = self._keywords()
+        return kw in a
+
+    def _keywords(self) -> frozenset[str]:
+        """The schema's keys that act as keywords here (computed once: the schema, the
+        draft and the disabled vocabularies of a node never change)."""
         s = self.schema
-        if not isinstance(s, dict) or kw not in s:
-            return False
-        if self.draft <= 7 and "$ref" in s and kw != "$ref":
-            return False
-        if kw in self.disabled:
-            return False
-        if _SINCE.get(kw, 0) > self.draft or _UNTIL.get(kw, 9999) < self.draft:
-            return False
-        return True
+        if not isinstance(s, dict):
+            a: frozenset[str] = frozenset()
+        else:
+            d = self.draft
+            shadowed = d <= 7 and "$ref" in s
+            a = frozenset(
+                kw for kw in s
+                if not (shadowed and kw != "$ref") and kw not in self.disabled
+                and _SINCE.get(kw, 0) <= d and _UNTIL.get(kw, 9999) >= d)
+        self._active = a
+        return a
 
 
 class _Lit:
@@ -477,7 +488,10 @@ class _Ctx:
         if not isinstance(sub, dict):
             raise SchemaError("a subschema must be an object or a boolean", pointer=pointer)
         draft = parent.draft
-        if ("$id" in sub or "id" in sub) and isinstance(sub.get("$schema"), str):
+        if "$id" not in sub and "id" not in sub:
+            # no identifier: the subschema keeps its parent's base URI and draft
+            return self.node(sub, parent.resolver, draft, pointer)
+        if isinstance(sub.get("$schema"), str):
             draft = self._draft_of(sub, draft)
         spec = _SPECS[draft]
         try:
@@ -997,14 +1011,17 @@ class _Compiler:
                 if not isinstance(br, list) or not br:
                     self.bad(m, kw, f"{kw} must be a non-empty array")
                 langs = [self.lang_of([ctx.child(m, x, kw, i)], sg) for i, x in enumerate(br)]
+                if U is None:
+                    U = self.universe(sg)
                 for t in list(out):
                     parts = [lg.get(t, NOTHING) for lg in langs]
+                    # every branch language lies inside the universe of this location, so
+                    # a side that is the whole universe drops out of the intersection (no
+                    # intersection term: {"anyOf": [...]} alone costs what its branches do)
                     if kw == "anyOf":
-                        out[t] = _meet(out[t], alt(*parts), None)
+                        out[t] = _meet(out[t], alt(*parts), U.get(t))
                     else:
-                        if U is None:
-                            U = self.universe(sg)
-                        out[t] = _meet(out[t], _exactly_one(parts, U[t]), None)
+                        out[t] = _meet(out[t], _exactly_one(parts, U[t]), U.get(t))
             if m.has("not"):
                 L = self.lang_of([ctx.child(m, s["not"], "not")], sg)
                 if U is None:
@@ -1949,6 +1966,7 @@ def json_schema_term(schema: dict | bool | str, options: JsonOptions = JsonOptio
         comp = _Compiler(ctx)
         sg = ctx.sigma([ctx.root])
         term = comp.value([ctx.root], sg)
+    ir.declare_no_specials(term)   # JSON values are text: saves walking the whole term
     return SchemaResult(term=term, ignored=tuple(comp.ignored), narrowed=tuple(comp.narrowed))
 
 

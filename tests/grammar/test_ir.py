@@ -114,3 +114,79 @@ def test_minlen_exact_on_structures():
     assert ir.minlen(ir.text_until(">>>")) == 3
     assert ir.minlen(ir.EMPTY) == 0
     assert ir.minlen(ir.NOTHING) == ir.INF
+
+
+_ALPHABET = b"ab0"
+_leaf = st.sampled_from([ir.lit("a"), ir.lit("b"), ir.lit("0"), ir.lit("ab"), ir.EMPTY,
+                         ir.byte_class(ir.mask_of(ord("a"), ord("b")))])
+_terms = st.recursive(
+    _leaf,
+    lambda kids: st.one_of(
+        st.tuples(kids, kids).map(lambda p: ir.seq(*p)),
+        st.tuples(kids, kids).map(lambda p: ir.alt(*p)),
+        st.tuples(kids, kids).map(lambda p: ir.both(*p)),
+        kids.map(ir.neg),
+        st.tuples(kids, st.integers(0, 2), st.integers(0, 2)).map(
+            lambda p: ir.repeat(p[0], p[1], None if p[2] == 2 else max(p[1], p[2]))),
+    ),
+    max_leaves=8)
+
+
+def _shortest_by_enumeration(t: ir.Term, limit: int = 6) -> int:
+    import itertools
+    for n in range(limit + 1):
+        for w in itertools.product(_ALPHABET, repeat=n):
+            if ir.matches(t, bytes(w)):
+                return n
+    return ir.INF
+
+
+@settings(max_examples=300, deadline=None)
+@given(_terms, _terms)
+def test_intersection_witness_is_exact_when_it_answers(a, b):
+    # the witness shortcut either declines (None) or gives the true shortest length
+    t = ir.both(a, b)
+    if t.kind != "and":
+        return
+    w = ir._minlen_witness(t)
+    if w is not None:
+        assert w == _shortest_by_enumeration(t, limit=max(w, 0) + 1)
+        assert w == ir._minlen_search(t, 4000)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_terms, st.sampled_from(list(_ALPHABET)))
+def test_one_byte_derivative_agrees_with_rows(t, b):
+    # _d1 builds one derivative without the row; its language must equal the row's
+    d = ir._d1(t, b)
+    r = ir.deriv(t, b)
+    import itertools
+    for n in range(4):
+        for w in itertools.product(_ALPHABET, repeat=n):
+            assert ir.matches(d, bytes(w)) == ir.matches(r, bytes(w))
+
+
+def test_integer_range_minlen_needs_no_search():
+    from grammar.jsonvalue import integer_term, number_cmp_term, to_decimal
+    t = ir.both(integer_term(), number_cmp_term(">=", to_decimal(5)),
+                number_cmp_term("<=", to_decimal(1440)))
+    assert ir._minlen_witness(t) == 1
+    # later drafts count 2e4 as an integer: three bytes, not five
+    far = ir.both(integer_term(), number_cmp_term(">=", to_decimal(12345)))
+    assert ir._minlen_witness(far) == 3 == ir._minlen_search(far, 4000)
+    # draft 4: every operand's shortest string (1 or 3 bytes) is shorter than the
+    # answer, so the shortcut declines and the search decides
+    far4 = ir.both(integer_term(draft4=True), number_cmp_term(">=", to_decimal(12345)))
+    assert ir._minlen_witness(far4) is None
+    assert ir.minlen(far4) == 5
+    # a bound whose shortest member is not the shortest of any operand: the search decides
+    hard = ir.both(ir.alt(ir.lit("a"), ir.lit("bb")), ir.alt(ir.lit("b"), ir.lit("bb")))
+    assert ir._minlen_witness(hard) is None
+    assert ir.minlen(hard) == 2
+
+
+def test_schema_terms_declare_no_specials_and_compose():
+    from grammar.schema import json_schema_term
+    t = json_schema_term({"type": "object", "properties": {"a": {"type": "integer"}}}).term
+    assert t._specials == frozenset()
+    assert ir.specials_of(ir.seq(t, ir.special(7), ir.alt(t, ir.special(9)))) == {7, 9}
