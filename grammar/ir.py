@@ -813,12 +813,30 @@ def _minlen_witness(t: Term) -> int | None:
     if lb >= INF:
         return None
     for x in t.args:
-        if _lower_bound(x) != lb or _minlen_syntactic(x, None) != lb:
+        if _lower_bound(x) != lb or x._minlen is None and not _is_plain(x):
+            continue
+        if _minlen_syntactic(x, None) != lb:
             continue
         w = _shortest_string(x, lb)
         if w is not None and all(y is x or _accepts(y, w) for y in t.args):
             return lb
     return None
+
+
+def _is_plain(t: Term) -> bool:
+    """No rule inside whose ``minlen`` is still unknown: its structural ``minlen`` is then
+    a plain, shallow computation (rules may hide deep fixpoints; those operands are left to
+    the search)."""
+    stack, seen = [t], set()
+    while stack:
+        x = stack.pop()
+        if x.id in seen or x._minlen is not None and not x.has_bool:
+            continue
+        seen.add(x.id)
+        if x.kind == "rule":
+            return False
+        stack.extend(a for a in x.args if isinstance(a, Term))
+    return True
 
 
 def _shortest_string(t: Term, n: int) -> list | None:

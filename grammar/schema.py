@@ -1011,17 +1011,14 @@ class _Compiler:
                 if not isinstance(br, list) or not br:
                     self.bad(m, kw, f"{kw} must be a non-empty array")
                 langs = [self.lang_of([ctx.child(m, x, kw, i)], sg) for i, x in enumerate(br)]
-                if U is None:
-                    U = self.universe(sg)
                 for t in list(out):
                     parts = [lg.get(t, NOTHING) for lg in langs]
-                    # every branch language lies inside the universe of this location, so
-                    # a side that is the whole universe drops out of the intersection (no
-                    # intersection term: {"anyOf": [...]} alone costs what its branches do)
                     if kw == "anyOf":
-                        out[t] = _meet(out[t], alt(*parts), U.get(t))
+                        out[t] = _meet(out[t], alt(*parts), None)
                     else:
-                        out[t] = _meet(out[t], _exactly_one(parts, U[t]), U.get(t))
+                        if U is None:
+                            U = self.universe(sg)
+                        out[t] = _meet(out[t], _exactly_one(parts, U[t]), None)
             if m.has("not"):
                 L = self.lang_of([ctx.child(m, s["not"], "not")], sg)
                 if U is None:

@@ -228,27 +228,6 @@ def test_combinators():
     check(s, valid=[{"a": 1}, {"b": 1, "a": 2}], invalid=[3, {"a": "x"}, {"b": 1, "a": "x"}])
 
 
-def test_applicators_alone_add_no_intersection():
-    # a location constrained only by anyOf / oneOf lowers to its branches' union: the
-    # universe of the location drops out instead of becoming an intersection term
-    from grammar import ir
-    obj = {"type": "object", "properties": {"name": {"const": "f"}, "x": {"type": "integer"}},
-           "required": ["name"], "additionalProperties": False}
-    other = {"type": "object", "properties": {"name": {"const": "g"}}, "required": ["name"],
-             "additionalProperties": False}
-    for kw in ("anyOf", "oneOf"):
-        t = json_schema_term({kw: [obj, other]}).term
-        assert t.kind != "and", kw
-        check({kw: [obj, other]}, valid=[{"name": "f", "x": 2}, {"name": "g"}],
-              invalid=[{"name": "h"}, {"name": "g", "x": 1}, 3, "f"])
-    single = json_schema_term({"anyOf": [obj]}).term
-    assert single is json_schema_term(obj).term
-    assert ir.minlen(single) == len('{"name":"f"}')
-    # with a constraint of its own the location still intersects
-    both = json_schema_term({"anyOf": [obj, other], "maxProperties": 1}).term
-    assert matches(both, b'{"name": "g"}') and not matches(both, b'{"name": "f", "x": 1}')
-
-
 def test_refs_and_recursion():
     tree = {"$defs": {"node": {"type": "object",
                                "properties": {"v": {"type": "integer"},
