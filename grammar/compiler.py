@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Callable, Literal
 
 from .compiled import CompiledGrammar
-from .errors import VocabularyError
+from .errors import SchemaError, VocabularyError
 from .grammar import Grammar, json_schema_key
 from .index import TokenIndex, token_index
 from . import ir
@@ -70,34 +71,12 @@ class GrammarCompiler:
         the lowering is cached like compiled grammars (same arguments as
         :meth:`compile_json_schema`, plus ``float_safe``: see :meth:`Grammar.json_schema`).
         """
-        if isinstance(schema, bytes):
-            schema = schema.decode("utf-8", errors="replace")
-        key = json_schema_key(schema, strict=strict, whitespace=whitespace,
-                              additional_properties=additional_properties,
-                              format_assertion=format_assertion, remotes=remotes, draft=draft,
-                              float_safe=float_safe)
-        with self._lock:
-            hit = self._lowered.get(key)
-            if hit is not None:
-                self._lowered.move_to_end(key)
-                return hit
-        sch = schema
-        if isinstance(schema, str):   # JSON text: parsed only on a cache miss
-            import json
-            try:
-                sch = json.loads(schema)
-            except ValueError as e:
-                from .errors import SchemaError
-                raise SchemaError(f"schema is not valid JSON: {e}") from None
-        g = Grammar.json_schema(
-            sch, strict=strict, whitespace=whitespace,
-            additional_properties=additional_properties, format_assertion=format_assertion,
-            remotes=remotes, draft=draft, float_safe=float_safe)
-        with self._lock:
-            self._lowered[key] = g
-            while len(self._lowered) > self._cache_size:
-                self._lowered.popitem(last=False)
-        return g
+        opts = dict(strict=strict, whitespace=whitespace,
+                    additional_properties=additional_properties,
+                    format_assertion=format_assertion, remotes=remotes, draft=draft,
+                    float_safe=float_safe)
+        schema, key = _schema_key(schema, opts)
+        return self._lower(key, schema, opts)
 
     def compile_json_schema(self, schema: Any, *, strict: bool = True, whitespace: int = 16,
                             additional_properties: Literal["allow", "forbid"] = "allow",
@@ -118,16 +97,13 @@ class GrammarCompiler:
             ``strict=True`` and a keyword cannot be enforced exactly (names the keyword and
             its JSON pointer).
         """
-        if isinstance(schema, bytes):
-            schema = schema.decode("utf-8", errors="replace")
-        key = json_schema_key(schema, strict=strict, whitespace=whitespace,
-                              additional_properties=additional_properties,
-                              format_assertion=format_assertion, remotes=remotes, draft=draft,
-                              float_safe=False)
-        return self._get(key, lambda: self.json_schema_grammar(
-            schema, strict=strict, whitespace=whitespace,
-            additional_properties=additional_properties, format_assertion=format_assertion,
-            remotes=remotes, draft=draft))
+        opts = dict(strict=strict, whitespace=whitespace,
+                    additional_properties=additional_properties,
+                    format_assertion=format_assertion, remotes=remotes, draft=draft,
+                    float_safe=False)
+        schema, key = _schema_key(schema, opts)
+        # the compiled and the lowered caches share the key: one serialisation per call
+        return self._get(key, lambda: self._lower(key, schema, opts))
 
     def compile_regex(self, pattern: str) -> CompiledGrammar:
         """Compile a regular expression (full match over UTF-8 text)."""
@@ -144,6 +120,25 @@ class GrammarCompiler:
         return {"entries": len(self._cache), "capacity": self._cache_size}
 
     # ------------------------------------------------------------------ internals
+    def _lower(self, key: Any, schema: Any, opts: dict[str, Any]) -> Grammar:
+        """The lowering of ``schema`` (a value or its JSON text) under ``key``, cached."""
+        with self._lock:
+            hit = self._lowered.get(key)
+            if hit is not None:
+                self._lowered.move_to_end(key)
+                return hit
+        if isinstance(schema, str):   # JSON text: parsed only on a cache miss
+            try:
+                schema = json.loads(schema)
+            except ValueError as e:
+                raise SchemaError(f"schema is not valid JSON: {e}") from None
+        g = Grammar.json_schema(schema, **opts)
+        with self._lock:
+            self._lowered[key] = g
+            while len(self._lowered) > self._cache_size:
+                self._lowered.popitem(last=False)
+        return g
+
     def _get(self, key: Any, build: Callable[[], Grammar]) -> CompiledGrammar:
         full = (self.vocab.hash, key)
         with self._lock:
@@ -167,3 +162,10 @@ class GrammarCompiler:
                 raise VocabularyError(
                     f"the grammar names special token id {tid}, which is not a special token "
                     f"of this vocabulary (vocab_size={self.vocab.vocab_size})")
+
+
+def _schema_key(schema: Any, opts: dict[str, Any]) -> tuple[Any, Any]:
+    """``(schema, cache key)``; bytes are taken as UTF-8 JSON text."""
+    if isinstance(schema, bytes):
+        schema = schema.decode("utf-8", errors="replace")
+    return schema, json_schema_key(schema, **opts)
