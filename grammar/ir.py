@@ -55,7 +55,7 @@ class Term:
     constructor functions of this module (``lit``, ``seq``, ``alt`` ...)."""
 
     __slots__ = ("id", "kind", "args", "nullable", "has_bool", "_row", "_minlen",
-                 "_specials", "_dspecial", "_null", "_lb", "__weakref__")
+                 "_specials", "_dsyms", "_null", "_lb", "__weakref__")
 
     def __init__(self, kind: str, args: tuple, nullable: bool, has_bool: bool) -> None:
         self.id = next(_ids)
@@ -66,7 +66,7 @@ class Term:
         self._row: list | None = None
         self._minlen: int | None = None
         self._specials: frozenset | None = None
-        self._dspecial: dict | None = None
+        self._dsyms: dict | None = None
         self._null: bool | None = nullable if kind in _LEAVES else None
         self._lb: int | None = None
 
@@ -590,31 +590,44 @@ def deriv(t: Term, b: int) -> Term:
 
 def dspecial(t: Term, token_id: int) -> Term:
     """Derivative of ``t`` by a special token."""
-    cache = t._dspecial
+    return _dsym(t, token_id)
+
+
+def _dsym(t: Term, sym: int) -> Term:
+    """Derivative of ``t`` by one symbol without building ``t``'s row: a special token id
+    (``sym >= 0``) or the byte ``-1 - sym``.  Memoised per term; a byte derivative reads
+    the term's row instead when it has one."""
+    k = t.kind
+    if sym < 0:
+        if t._row is not None:
+            return deriv(t, -1 - sym)
+        if k == "bytes":
+            return EMPTY if t.args[0] >> (-1 - sym) & 1 else NOTHING
+    cache = t._dsyms
     if cache is None:
-        cache = t._dspecial = {}
-    r = cache.get(token_id)
+        cache = t._dsyms = {}
+    r = cache.get(sym)
     if r is not None:
         return r
-    k = t.kind
     if k == "special":
-        r = EMPTY if t.args[0] == token_id else NOTHING
+        r = EMPTY if t.args[0] == sym else NOTHING
     elif k in ("bytes", "empty", "nothing"):
         r = NOTHING
     elif k == "seq":
         a, b = t.args
-        r = _seq2(dspecial(a, token_id), b)
+        r = _seq2(_dsym(a, sym), b)
         if is_nullable(a):
-            r = alt(r, dspecial(b, token_id))
+            r = alt(r, _dsym(b, sym))
     elif k == "alt":
-        r = alt(*[dspecial(x, token_id) for x in t.args])
+        r = alt(*[_dsym(x, sym) for x in t.args])
     elif k == "and":
-        r = both(*[dspecial(x, token_id) for x in t.args])
+        r = both(*[_dsym(x, sym) for x in t.args])
     elif k == "not":
-        r = NOTHING  # complements never produce special tokens
+        # complements range over bytes: they never produce special tokens
+        r = neg(_dsym(t.args[0], sym)) if sym < 0 else NOTHING
     elif k == "repeat":
         x, lo, hi = t.args
-        r = _seq2(dspecial(x, token_id), repeat(x, max(lo - 1, 0), None if hi is None else hi - 1))
+        r = _seq2(_dsym(x, sym), repeat(x, max(lo - 1, 0), None if hi is None else hi - 1))
     elif k == "rule":
         assert isinstance(t, Rule)
         if t._busy:
@@ -622,12 +635,12 @@ def dspecial(t: Term, token_id: int) -> Term:
             raise GrammarError(f"left recursion through rule {t.name!r}")
         t._busy = True
         try:
-            r = dspecial(t.body, token_id)
+            r = _dsym(t.body, sym)
         finally:
             t._busy = False
     else:  # pragma: no cover
         raise AssertionError(k)
-    cache[token_id] = r
+    cache[sym] = r
     return r
 
 
@@ -872,43 +885,9 @@ def _shortest_string(t: Term, n: int) -> list | None:
     return out if len(out) == n else None
 
 
-def _d1(t: Term, b: int) -> Term:
-    """Derivative by one byte without building ``t``'s full row (uses it when cached)."""
-    k = t.kind
-    if t._row is not None or k == "rule":
-        return deriv(t, b)
-    if k == "bytes":
-        return EMPTY if t.args[0] >> b & 1 else NOTHING
-    # memoised beside the special-token derivatives, under negative keys
-    cache = t._dspecial
-    if cache is None:
-        cache = t._dspecial = {}
-    r = cache.get(-1 - b)
-    if r is not None:
-        return r
-    if k == "seq":
-        a, c = t.args
-        r = _seq2(_d1(a, b), c)
-        if is_nullable(a):
-            r = alt(r, _d1(c, b))
-    elif k == "alt":
-        r = alt(*[_d1(x, b) for x in t.args])
-    elif k == "and":
-        r = both(*[_d1(x, b) for x in t.args])
-    elif k == "not":
-        r = neg(_d1(t.args[0], b))
-    elif k == "repeat":
-        x, lo, hi = t.args
-        r = _seq2(_d1(x, b), repeat(x, max(lo - 1, 0), None if hi is None else hi - 1))
-    else:
-        r = NOTHING  # empty, nothing, special
-    cache[-1 - b] = r
-    return r
-
-
 def _accepts(t: Term, w: list) -> bool:
     for x in w:
-        t = dspecial(t, x[1]) if isinstance(x, tuple) else _d1(t, x)
+        t = _dsym(t, x[1] if isinstance(x, tuple) else -1 - x)
         if t is NOTHING:
             return False
     return is_nullable(t)
