@@ -712,11 +712,16 @@ def minlen(t: Term, *, limit: int = 4000) -> int:
 
 
 def _minlen_syntactic(t: Term, rules: dict | None) -> int:
-    """Shortest length by structure.  ``rules`` holds the current estimates while a rule
-    fixpoint is being computed (then nothing is memoised); ``None`` memoises."""
+    """Shortest length by structure.  While a rule fixpoint is being computed, ``rules``
+    holds the current estimates of its rules and memoises the terms of the current pass
+    (nothing is memoised on the terms then); ``None`` memoises on the terms."""
     v = t._minlen
     if v is not None:
         return v
+    if rules is not None:
+        v = rules.get(t)
+        if v is not None:
+            return v
     k = t.kind
     if k == "bytes" or k == "special":
         v = 1
@@ -736,9 +741,7 @@ def _minlen_syntactic(t: Term, rules: dict | None) -> int:
         else:
             m = _minlen_syntactic(x, rules)
             v = INF if m >= INF else min(INF, m * lo)
-    elif k == "rule":
-        if rules is not None and t in rules:
-            return rules[t]
+    elif k == "rule":   # not among the current estimates: a fixpoint of its own
         return _rule_fixpoint(t)  # type: ignore[arg-type]
     elif k in ("and", "not"):
         return minlen(t)
@@ -746,6 +749,8 @@ def _minlen_syntactic(t: Term, rules: dict | None) -> int:
         raise AssertionError(k)
     if rules is None:
         t._minlen = v
+    else:
+        rules[t] = v
     return v
 
 
@@ -764,14 +769,19 @@ def _rule_fixpoint(r: Rule) -> int:
             stack.append(x.body)  # type: ignore[arg-type]
         elif x.kind not in ("and", "not"):
             stack.extend(a for a in x.args if isinstance(a, Term))
-    est = {g: INF for g in group}
+    est: dict[Term, int] = {g: INF for g in group}
     changed = True
     while changed:
         changed = False
+        # one memo per pass: a term shared by many bodies is evaluated once per pass (an
+        # unmemoised walk is exponential in the sharing depth of a large schema).  A value
+        # memoised before an estimate dropped is only too large; the pass that changes
+        # nothing has constant estimates, so the fixpoint it confirms is exact.
+        memo: dict[Term, int] = dict(est)
         for g in group:
-            v = _minlen_syntactic(g.body, est)  # type: ignore[arg-type]
+            v = _minlen_syntactic(g.body, memo)  # type: ignore[arg-type]
             if v < est[g]:
-                est[g] = v
+                est[g] = memo[g] = v
                 changed = True
     for g in group:
         g._minlen = est[g]
@@ -837,9 +847,10 @@ def _minlen_witness(t: Term) -> int | None:
 
 
 def _is_plain(t: Term) -> bool:
-    """No rule inside whose ``minlen`` is still unknown: its structural ``minlen`` is then
-    a plain, shallow computation (rules may hide deep fixpoints; those operands are left to
-    the search)."""
+    """No rule inside whose ``minlen`` is still unknown.  Only through such a rule can an
+    operand lead back to the intersection whose ``minlen`` is being computed (a recursive
+    schema with intersections inside the recursion), which would re-enter it; those
+    operands are left to the search."""
     stack, seen = [t], set()
     while stack:
         x = stack.pop()
