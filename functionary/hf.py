@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 from typing import Any, Mapping, Sequence
 
-
 from grammar import CompiledGrammar, GrammarCompiler, GrammarMatcher, Vocabulary
 from grammar.bitmask import apply_token_bitmask_inplace
 

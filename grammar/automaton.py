@@ -66,8 +66,8 @@ class Automaton:
         self._budget_cache: dict[tuple[int, int], np.ndarray] = {}
         self._minlen: list[int] = [ir.INF]
         self._minlen_np = np.full(64, ir.INF, dtype=np.int64)
-        levels = len(index.trie.levels) if index.trie.size else 1
-        self._span = max(levels, 1) + 1   # longest token in bytes, plus one
+        # longest token in bytes (1 for an empty trie), plus one
+        self._span = (len(index.trie.levels) if index.trie.size else 1) + 1
         self.start = self.intern(root)
 
     # ------------------------------------------------------------------ states

@@ -396,6 +396,9 @@ class Template(ABC):
         return f"<{type(self).__name__} version={self.version!r}>"
 
 
+LLAMA3_EOT = "<|eot_id|>"
+
+
 def llama3_turn(role: str, content: str) -> str:
     """One Llama 3 header turn: ``<|start_header_id|>{role}<|end_header_id|>\n\n{content}<|eot_id|>``."""
-    return f"<|start_header_id|>{role}<|end_header_id|>\n\n{content}<|eot_id|>"
+    return f"<|start_header_id|>{role}<|end_header_id|>\n\n{content}{LLAMA3_EOT}"

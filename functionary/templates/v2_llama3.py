@@ -18,14 +18,15 @@ from functionary.templates.base import (
     DEFAULT_SYSTEM_MESSAGE,
     Template,
     TurnFormat,
+    LLAMA3_EOT,
+    llama3_turn,
 )
-from functionary.templates.base import llama3_turn
 from functionary.typescript import functions_to_typescript
 
 __all__ = ["V2Llama3Template", "FUNCTION_SEPARATOR"]
 
 FUNCTION_SEPARATOR = "<|reserved_special_token_249|>"
-EOT = "<|eot_id|>"
+EOT = LLAMA3_EOT
 END_OF_TEXT = "<|end_of_text|>"
 
 _FORMAT = TurnFormat(
@@ -44,7 +45,6 @@ _FORMAT = TurnFormat(
     parallel_calls=True,
     text_after_calls=False,
 )
-
 
 
 class V2Llama3Template(Template):

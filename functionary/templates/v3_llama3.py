@@ -21,13 +21,14 @@ the parser only treats ``>>>`` + a valid recipient + ``\\n`` as a new block
 from __future__ import annotations
 
 from functionary.messages import Message, ToolSet
-from functionary.templates.base import CODE_INTERPRETER_SYSTEM_MESSAGE, Template, TurnFormat
-from functionary.templates.base import llama3_turn
+from functionary.templates.base import (
+    CODE_INTERPRETER_SYSTEM_MESSAGE, LLAMA3_EOT, Template, TurnFormat, llama3_turn,
+)
 from functionary.typescript import functions_to_typescript
 
 __all__ = ["V3Llama3Template", "SYSTEM_PREAMBLE"]
 
-EOT = "<|eot_id|>"
+EOT = LLAMA3_EOT
 END_OF_TEXT = "<|end_of_text|>"
 
 #: Fixed system text before the TypeScript block (``${...}`` are literal).
@@ -58,7 +59,6 @@ _FORMAT = TurnFormat(
     parallel_calls=True,
     text_after_calls=True,
 )
-
 
 
 class V3Llama3Template(Template):

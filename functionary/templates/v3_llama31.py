@@ -24,13 +24,12 @@ from __future__ import annotations
 import json
 
 from functionary.messages import Message, ToolSet
-from functionary.templates.base import Template, TurnFormat
-from functionary.templates.base import llama3_turn
+from functionary.templates.base import LLAMA3_EOT, Template, TurnFormat, llama3_turn
 from functionary.typescript import resolve_refs
 
 __all__ = ["V3Llama31Template", "TOOL_INSTRUCTIONS"]
 
-EOT = "<|eot_id|>"
+EOT = LLAMA3_EOT
 EOM = "<|eom_id|>"
 END_OF_TEXT = "<|end_of_text|>"
 PYTHON_TAG = "<|python_tag|>"
@@ -70,7 +69,6 @@ _FORMAT = TurnFormat(
     parallel_calls=True,
     text_after_calls=False,
 )
-
 
 
 class V3Llama31Template(Template):
