@@ -31,6 +31,7 @@ Example
 from __future__ import annotations
 
 import itertools
+import threading
 import weakref
 from typing import Iterable, Sequence
 
@@ -702,7 +703,18 @@ def minlen(t: Term, *, limit: int = 4000) -> int:
     if t.kind in ("and", "not"):
         # only intersections and complements need a search over their own derivatives;
         # everything around them composes structurally
-        v = _minlen_witness(t) if t.kind == "and" else None
+        v = None
+        if t.kind == "and":
+            busy = _witnessing()
+            if t.id in busy:   # the witness of t led back to t (through a rule)
+                raise _Reentered
+            busy.add(t.id)
+            try:
+                v = _minlen_witness(t)
+            except _Reentered:
+                v = None
+            finally:
+                busy.discard(t.id)
         if v is None:
             v = _minlen_search(t, limit)
     else:
@@ -822,6 +834,21 @@ def _lower_bound(t: Term) -> int:
     return v
 
 
+class _Reentered(Exception):
+    """A witness computation asked for the ``minlen`` of an intersection it is computing."""
+
+
+_witness_local = threading.local()
+
+
+def _witnessing() -> set[int]:
+    """Ids of the intersections whose witness this thread is computing."""
+    busy = getattr(_witness_local, "busy", None)
+    if busy is None:
+        busy = _witness_local.busy = set()
+    return busy
+
+
 def _minlen_witness(t: Term) -> int | None:
     """The exact ``minlen`` of an intersection when one of its operands has a shortest
     string, built from its structure (through no intersection or complement), that is as
@@ -836,31 +863,12 @@ def _minlen_witness(t: Term) -> int | None:
     if lb >= INF:
         return None
     for x in t.args:
-        if _lower_bound(x) != lb or x._minlen is None and not _is_plain(x):
-            continue
-        if _minlen_syntactic(x, None) != lb:
+        if _lower_bound(x) != lb or _minlen_syntactic(x, None) != lb:
             continue
         w = _shortest_string(x, lb)
         if w is not None and all(y is x or _accepts(y, w) for y in t.args):
             return lb
     return None
-
-
-def _is_plain(t: Term) -> bool:
-    """No rule inside whose ``minlen`` is still unknown.  Only through such a rule can an
-    operand lead back to the intersection whose ``minlen`` is being computed (a recursive
-    schema with intersections inside the recursion), which would re-enter it; those
-    operands are left to the search."""
-    stack, seen = [t], set()
-    while stack:
-        x = stack.pop()
-        if x.id in seen or x._minlen is not None and not x.has_bool:
-            continue
-        seen.add(x.id)
-        if x.kind == "rule":
-            return False
-        stack.extend(a for a in x.args if isinstance(a, Term))
-    return True
 
 
 def _shortest_string(t: Term, n: int) -> list | None:

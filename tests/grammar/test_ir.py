@@ -190,3 +190,14 @@ def test_schema_terms_declare_no_specials_and_compose():
     t = json_schema_term({"type": "object", "properties": {"a": {"type": "integer"}}}).term
     assert t._specials == frozenset()
     assert ir.specials_of(ir.seq(t, ir.special(7), ir.alt(t, ir.special(9)))) == {7, 9}
+
+
+def test_intersection_inside_its_own_recursion():
+    # the witness of A needs minlen(R), whose fixpoint meets A again: the shortcut must
+    # step aside (not recurse forever) and the search must give the exact answer
+    r = ir.Rule("r")
+    a = ir.both(ir.seq(r, ir.star(ir.lit("b"))), ir.seq(r, ir.lit("b")))
+    r.define(ir.alt(ir.lit("a"), ir.seq(ir.lit("("), a, ir.lit(")"))))
+    assert ir.minlen(a) == 2
+    assert ir.minlen(r) == 1
+    assert ir.matches(r, b"(ab)") and not ir.matches(r, b"(a)")
