@@ -1011,14 +1011,17 @@ class _Compiler:
                 if not isinstance(br, list) or not br:
                     self.bad(m, kw, f"{kw} must be a non-empty array")
                 langs = [self.lang_of([ctx.child(m, x, kw, i)], sg) for i, x in enumerate(br)]
+                if U is None:
+                    U = self.universe(sg)
                 for t in list(out):
                     parts = [lg.get(t, NOTHING) for lg in langs]
+                    # every branch language lies inside the universe of this location, so
+                    # a side that is the whole universe drops out of the intersection (no
+                    # intersection term: {"anyOf": [...]} alone costs what its branches do)
                     if kw == "anyOf":
-                        out[t] = _meet(out[t], alt(*parts), None)
+                        out[t] = _meet(out[t], alt(*parts), U.get(t))
                     else:
-                        if U is None:
-                            U = self.universe(sg)
-                        out[t] = _meet(out[t], _exactly_one(parts, U[t]), None)
+                        out[t] = _meet(out[t], _exactly_one(parts, U[t]), U.get(t))
             if m.has("not"):
                 L = self.lang_of([ctx.child(m, s["not"], "not")], sg)
                 if U is None:
@@ -1717,12 +1720,20 @@ class _Compiler:
                 ok = all(matches(t, kt) for t in pn_terms)
             v = self.value(nodes, sg.child(k)) if ok else NOTHING
             slots.append((k, v))
-        # additional region
-        key_any = string_term()
-        excl = alt(*[string_literal(k) for k in order]) if order else NOTHING
-        key_t = both(key_any, neg(excl)) if order else key_any
-        if pn_terms:
-            key_t = both(key_t, *pn_terms)
+        # additional region: the names outside `order`, built only when some member can
+        # have a value (additionalProperties false alone leaves no member to spell)
+        key_memo: list[Term] = []
+
+        def key_t() -> Term:
+            if not key_memo:
+                kt = string_term()
+                if order:
+                    kt = both(kt, neg(alt(*[string_literal(k) for k in order])))
+                if pn_terms:
+                    kt = both(kt, *pn_terms)
+                key_memo.append(kt)
+            return key_memo[0]
+
         asg = sg.child(None)
         U_add = self.value([], asg)
         constraints = []
@@ -1732,20 +1743,23 @@ class _Compiler:
                 V = self.value([s], asg)
                 if V is U_add:
                     continue
-                constraints.append(alt(seq(both(key_t, P), self.colon, V),
-                                       seq(both(key_t, neg(P)), self.colon, U_add)))
+                constraints.append(alt(seq(both(key_t(), P), self.colon, V),
+                                       seq(both(key_t(), neg(P)), self.colon, U_add)))
             if addl is not None:
                 A = self.value([addl], asg)
                 if A is U_add:
                     continue
+                if A is NOTHING and not plist:   # no name outside `order` is allowed
+                    constraints.append(NOTHING)
+                    continue
                 if plist:
                     anyP = string_term(alt(*[pattern_string_term(p) for p, _ in plist]))
-                    constraints.append(alt(seq(both(key_t, anyP), self.colon, U_add),
-                                           seq(both(key_t, neg(anyP)), self.colon, A)))
+                    constraints.append(alt(seq(both(key_t(), anyP), self.colon, U_add),
+                                           seq(both(key_t(), neg(anyP)), self.colon, A)))
                 else:
-                    constraints.append(seq(key_t, self.colon, A))
+                    constraints.append(seq(key_t(), self.colon, A))
         if not constraints:
-            member = seq(key_t, self.colon, U_add)
+            member = seq(key_t(), self.colon, U_add)
         elif len(constraints) == 1:
             member = constraints[0]
         else:

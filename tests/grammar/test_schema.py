@@ -228,6 +228,51 @@ def test_combinators():
     check(s, valid=[{"a": 1}, {"b": 1, "a": 2}], invalid=[3, {"a": "x"}, {"b": 1, "a": "x"}])
 
 
+def test_applicators_alone_add_no_intersection():
+    # a location constrained only by anyOf / oneOf lowers to its branches' union: the
+    # universe of the location drops out instead of becoming an intersection term
+    from grammar import ir
+    obj = {"type": "object", "properties": {"name": {"const": "f"}, "x": {"type": "integer"}},
+           "required": ["name"], "additionalProperties": False}
+    other = {"type": "object", "properties": {"name": {"const": "g"}}, "required": ["name"],
+             "additionalProperties": False}
+    for kw in ("anyOf", "oneOf"):
+        t = json_schema_term({kw: [obj, other]}).term
+        assert t.kind != "and", kw
+        check({kw: [obj, other]}, valid=[{"name": "f", "x": 2}, {"name": "g"}],
+              invalid=[{"name": "h"}, {"name": "g", "x": 1}, 3, "f"])
+    single = json_schema_term({"anyOf": [obj]}).term
+    assert single is json_schema_term(obj).term
+    assert ir.minlen(single) == len('{"name":"f"}')
+    # with a constraint of its own the location still intersects
+    both = json_schema_term({"anyOf": [obj, other], "maxProperties": 1}).term
+    assert matches(both, b'{"name": "g"}') and not matches(both, b'{"name": "f", "x": 1}')
+
+
+def test_closed_object_builds_no_name_exclusion(monkeypatch):
+    # with additionalProperties false no member outside the declared names exists, so the
+    # lowering builds no "any name but these" complement (it used to, only to drop it)
+    from grammar import schema as schema_mod
+    built = []
+
+    def counting_neg(t):
+        built.append(t)
+        return real_neg(t)
+
+    real_neg = schema_mod.neg
+    monkeypatch.setattr(schema_mod, "neg", counting_neg)
+    closed = {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"const": "x"}},
+              "additionalProperties": False}
+    json_schema_term(closed)
+    assert built == []
+    check(closed, valid=[{}, {"a": 1}, {"a": 1, "b": "x"}], invalid=[{"c": 1}, {"b": "y"}])
+    # open objects still exclude the declared names from the additional ones
+    opened = dict(closed, additionalProperties={"type": "string"})
+    json_schema_term(opened)
+    assert len(built) == 1
+    check(opened, valid=[{"c": "s"}, {"a": 1, "z": "t"}], invalid=[{"c": 1}, {"a": "s"}])
+
+
 def test_refs_and_recursion():
     tree = {"$defs": {"node": {"type": "object",
                                "properties": {"v": {"type": "integer"},
