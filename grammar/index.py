@@ -108,36 +108,85 @@ class TokenTrie:
                                  child_hi.astype(np.int64), starts.astype(np.int64),
                                  term_n.astype(np.int64)))
         self.levels = levels
+        # for the dense walk: each node's parent (its index at the level above), and per
+        # level one entry per token ending there: (its node, its position in sorted order)
+        self._parent: list[np.ndarray] = [np.zeros(0, np.int64)]
+        for d in range(1, maxlen):
+            up = levels[d - 1]
+            self._parent.append(np.repeat(np.arange(len(up.label), dtype=np.int64),
+                                          up.child_hi - up.child_lo))
+        self._ends: list[tuple[np.ndarray, np.ndarray]] = []
+        for lv in levels:
+            tnodes = np.flatnonzero(lv.term_n > 0)
+            tn = lv.term_n[tnodes]
+            node_of = np.repeat(tnodes, tn)
+            pos = (np.repeat(lv.term_lo[tnodes], tn)
+                   + np.arange(int(tn.sum())) - np.repeat(np.cumsum(tn) - tn, tn))
+            self._ends.append((node_of, pos))
 
     @property
     def nbytes(self) -> int:
         n = self.ids.nbytes
         for lv in self.levels:
             n += sum(a.nbytes for a in (lv.label, lv.child_lo, lv.child_hi, lv.term_lo, lv.term_n))
+        n += sum(p.nbytes for p in self._parent) if self.levels else 0
+        n += sum(a.nbytes + b.nbytes for a, b in self._ends) if self.levels else 0
         return n
 
-    def walk(self, start: int, step: Callable[[np.ndarray, np.ndarray], np.ndarray]
-             ) -> tuple[np.ndarray, np.ndarray]:
+    def walk(self, start: int, step: Callable[[np.ndarray, np.ndarray], np.ndarray],
+             dense_fraction: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
         """Token ids accepted from automaton state ``start``, and the state each one ends in.
 
         ``step(states, bytes)`` returns the next state for each (state, byte) pair, with 0
-        meaning dead.  A token is accepted when every byte leads to a live state.
+        meaning dead (``step`` must map state 0 to 0).  A token is accepted when every
+        byte leads to a live state.
+
+        Levels are walked densely (one state per node of the level, 0 for a pruned one: two
+        gathers a level) while more than ``dense_fraction`` of a level's nodes are alive,
+        then sparsely (the live frontier only, expanded by child ranges).  Both give the
+        same result; the dense form saves the frontier bookkeeping on states that allow
+        most tokens (a key position of an open object, a value start).
         """
         empty = np.zeros(0, np.int64)
         if not self.levels:
             return empty, empty
-        lv = self.levels[0]
-        nodes = np.arange(len(lv.label), dtype=np.int64)
-        st = step(np.full(len(nodes), start, dtype=np.int64), lv.label)
-        out = []
-        ends = []
+        out: list[np.ndarray] = []
+        ends: list[np.ndarray] = []
         d = 0
+        lv = self.levels[0]
+        st = step(np.full(len(lv.label), start, dtype=np.int64), lv.label)
+        # dense phase: st holds the state of every node of level d (0 = pruned)
         while True:
+            node_of, pos = self._ends[d]
+            if len(node_of):
+                e = st[node_of]
+                live = e != 0
+                out.append(self.ids[pos[live]])
+                ends.append(e[live])
+            if d + 1 >= len(self.levels):
+                return _joined(out, ends)
+            n_alive = int(np.count_nonzero(st))
+            if n_alive <= dense_fraction * len(st):
+                break
+            d += 1
+            lv = self.levels[d]
+            st = step(st[self._parent[d]], lv.label)
+        # sparse phase: the live nodes of level d (whose tokens are counted above)
+        nodes = np.flatnonzero(st)
+        st = st[nodes]
+        while len(nodes):
+            lo = lv.child_lo[nodes]
+            cnt = lv.child_hi[nodes] - lo
+            total = int(cnt.sum())
+            if total == 0:
+                break
+            d += 1
+            lv = self.levels[d]
+            nodes = np.repeat(lo - (np.cumsum(cnt) - cnt), cnt) + np.arange(total)
+            st = step(np.repeat(st, cnt), lv.label[nodes])
             alive = st != 0
             nodes = nodes[alive]
             st = st[alive]
-            if len(nodes) == 0:
-                break
             tn = lv.term_n[nodes]
             has = tn > 0
             if has.any():
@@ -146,26 +195,19 @@ class TokenTrie:
                 if (tnn == 1).all():
                     out.append(self.ids[tl])
                     ends.append(st[has])
-                else:
-                    pos = np.repeat(tl, tnn) + (np.arange(int(tnn.sum())) - np.repeat(np.cumsum(tnn) - tnn, tnn))
+                else:   # duplicate byte strings end at one node
+                    pos = np.repeat(tl, tnn) + (np.arange(int(tnn.sum()))
+                                                - np.repeat(np.cumsum(tnn) - tnn, tnn))
                     out.append(self.ids[pos])
                     ends.append(np.repeat(st[has], tnn))
-            d += 1
-            if d >= len(self.levels):
-                break
-            lo = lv.child_lo[nodes]
-            cnt = lv.child_hi[nodes] - lo
-            total = int(cnt.sum())
-            if total == 0:
-                break
-            child = np.repeat(lo - (np.cumsum(cnt) - cnt), cnt) + np.arange(total)
-            pst = np.repeat(st, cnt)
-            lv = self.levels[d]
-            nodes = child
-            st = step(pst, lv.label[child])
-        if not out:
-            return empty, empty
-        return np.concatenate(out), np.concatenate(ends)
+        return _joined(out, ends)
+
+
+def _joined(out: list[np.ndarray], ends: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    if not out:
+        empty = np.zeros(0, np.int64)
+        return empty, empty
+    return np.concatenate(out), np.concatenate(ends)
 
 
 def _utf8_prefix_ok(b: bytes) -> bool:
