@@ -265,27 +265,42 @@ class TokenIndex:
         return self._pending_words[bytes(sorted(set(exits)))]
 
     def utf8_pending(self) -> np.ndarray:
-        """For each text token: continuation bytes still expected after it (0-3)."""
+        """For each text token: continuation bytes still expected after it (0-3), read off
+        its last four bytes (vectorised over the vocabulary)."""
         if self._utf8_pending is None:
-            def pending(b: bytes) -> int:
-                i = len(b) - 1
-                k = 0
-                while i >= 0 and 0x80 <= b[i] < 0xC0 and k < 3:
-                    i -= 1
-                    k += 1
-                if i < 0:
-                    return 0
-                lead = b[i]
-                need = 1 if 0xC0 <= lead < 0xE0 else 2 if 0xE0 <= lead < 0xF0 else 3 if lead >= 0xF0 else 0
-                return max(0, need - k)
-            self._utf8_pending = np.fromiter((pending(b) for b in self.text_bytes), dtype=np.int8,
-                                             count=len(self.text_bytes))
+            lens = self._lens
+            end = self._seg + lens
+            flat = self._flat.astype(np.int16)
+            # b[o]: the o-th byte from the end (o = 1..4), -1 past the token's start
+            b = [np.where(lens >= o, flat[np.maximum(end - o, 0)], -1) if len(flat)
+                 else np.zeros(0, np.int16) for o in range(1, 5)]
+
+            def cont(x: np.ndarray) -> np.ndarray:
+                return (x >= 0x80) & (x < 0xC0)
+
+            c1 = cont(b[0])
+            c2 = c1 & cont(b[1])
+            c3 = c2 & cont(b[2])
+            k = c1.astype(np.int8) + c2 + c3          # trailing continuation bytes, at most 3
+            lead = np.choose(k, b) if len(k) else np.zeros(0, np.int16)
+            need = np.select([(lead >= 0xC0) & (lead < 0xE0), (lead >= 0xE0) & (lead < 0xF0),
+                              lead >= 0xF0], [1, 2, 3], 0)
+            self._utf8_pending = np.maximum(need - k, 0).astype(np.int8)
         return self._utf8_pending
 
     def utf8_ok(self) -> np.ndarray:
+        """For each text token: whether it is well-formed UTF-8 (a truncated final character
+        allowed).  ASCII tokens are settled by one vectorised max; only the others are
+        decoded."""
         if self._utf8_ok is None:
-            self._utf8_ok = np.fromiter((_utf8_prefix_ok(b) for b in self.text_bytes),
-                                        dtype=np.bool_, count=len(self.text_bytes))
+            if len(self._flat):
+                ascii_ = np.maximum.reduceat(self._flat, self._seg) < 0x80
+            else:
+                ascii_ = np.zeros(0, np.bool_)
+            ok = ascii_.copy()
+            for i in np.flatnonzero(~ascii_).tolist():
+                ok[i] = _utf8_prefix_ok(self.text_bytes[i])
+            self._utf8_ok = ok
         return self._utf8_ok
 
     def slice(self, exits: bytes) -> tuple[np.ndarray, TokenTrie]:

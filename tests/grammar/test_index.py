@@ -68,3 +68,57 @@ def test_empty_trie_walks_to_nothing():
     trie = TokenTrie(np.zeros(0, np.int64), [])
     ids, ends = trie.walk(1, lambda st, lab: st)
     assert len(ids) == 0 and len(ends) == 0
+
+
+def _pending_reference(b: bytes) -> int:
+    i, k = len(b) - 1, 0
+    while i >= 0 and 0x80 <= b[i] < 0xC0 and k < 3:
+        i -= 1
+        k += 1
+    if i < 0:
+        return 0
+    lead = b[i]
+    need = 1 if 0xC0 <= lead < 0xE0 else 2 if 0xE0 <= lead < 0xF0 else 3 if lead >= 0xF0 else 0
+    return max(0, need - k)
+
+
+def _ok_reference(b: bytes) -> bool:
+    try:
+        b.decode("utf-8")
+        return True
+    except UnicodeDecodeError as e:
+        return e.reason == "unexpected end of data" and e.end == len(b)
+
+
+@pytest.mark.parametrize("name", ["llama3.1", "functionary-v2", "mistral-tekken"])
+def test_utf8_tables_match_reference(name):
+    # the vectorised UTF-8 tables against a token-by-token reference, on real vocabularies
+    # (byte-level BPE and sentencepiece byte fallback both have partial characters)
+    from functionary.tokenizers import load_vocabulary
+    from grammar.index import TokenIndex
+
+    idx = TokenIndex(load_vocabulary(name))
+    want_ok = [_ok_reference(b) for b in idx.text_bytes]
+    want_pending = [_pending_reference(b) for b in idx.text_bytes]
+    assert idx.utf8_ok().tolist() == want_ok
+    assert idx.utf8_pending().tolist() == want_pending
+    assert not all(want_ok) and any(want_pending)   # the hard cases are present
+
+
+def test_utf8_tables_on_edge_tokens():
+    from grammar.index import TokenIndex
+
+    class _V:   # the few attributes TokenIndex reads
+        vocab_size = 12
+        eos_token_ids = (11,)
+        toks = [b"a", b"\xc3", b"\xc3\xa9", b"\xe2\x82", b"\x82\xac", b"\xf0\x9f\x98",
+                b"\xbf\xbf\xbf\xbf", b"\xed\xa0\x80", b"x\xf4\x90", b"\xe2", b"\xc3\xa9\xe2", b""]
+
+        def token_table(self):
+            return self.toks
+
+    idx = TokenIndex(_V())
+    data = [t for i, t in enumerate(_V.toks) if t and i != 11]
+    assert idx.text_bytes == data
+    assert idx.utf8_ok().tolist() == [_ok_reference(b) for b in data]
+    assert idx.utf8_pending().tolist() == [_pending_reference(b) for b in data]
