@@ -115,14 +115,13 @@ class TokenTrie:
             up = levels[d - 1]
             self._parent.append(np.repeat(np.arange(len(up.label), dtype=np.int64),
                                           up.child_hi - up.child_lo))
-        self._ends: list[tuple[np.ndarray, np.ndarray]] = []
+        self._level_ends: list[tuple[np.ndarray, np.ndarray]] = []
         for lv in levels:
             tnodes = np.flatnonzero(lv.term_n > 0)
             tn = lv.term_n[tnodes]
             node_of = np.repeat(tnodes, tn)
-            pos = (np.repeat(lv.term_lo[tnodes], tn)
-                   + np.arange(int(tn.sum())) - np.repeat(np.cumsum(tn) - tn, tn))
-            self._ends.append((node_of, pos))
+            pos = _ranges(lv.term_lo[tnodes], tn)
+            self._level_ends.append((node_of, pos))
 
     @property
     def nbytes(self) -> int:
@@ -130,7 +129,7 @@ class TokenTrie:
         for lv in self.levels:
             n += sum(a.nbytes for a in (lv.label, lv.child_lo, lv.child_hi, lv.term_lo, lv.term_n))
         n += sum(p.nbytes for p in self._parent) if self.levels else 0
-        n += sum(a.nbytes + b.nbytes for a, b in self._ends) if self.levels else 0
+        n += sum(a.nbytes + b.nbytes for a, b in self._level_ends) if self.levels else 0
         return n
 
     def walk(self, start: int, step: Callable[[np.ndarray, np.ndarray], np.ndarray],
@@ -157,7 +156,7 @@ class TokenTrie:
         st = step(np.full(len(lv.label), start, dtype=np.int64), lv.label)
         # dense phase: st holds the state of every node of level d (0 = pruned)
         while True:
-            node_of, pos = self._ends[d]
+            node_of, pos = self._level_ends[d]
             if len(node_of):
                 e = st[node_of]
                 live = e != 0
@@ -182,7 +181,7 @@ class TokenTrie:
                 break
             d += 1
             lv = self.levels[d]
-            nodes = np.repeat(lo - (np.cumsum(cnt) - cnt), cnt) + np.arange(total)
+            nodes = _ranges(lo, cnt)
             st = step(np.repeat(st, cnt), lv.label[nodes])
             alive = st != 0
             nodes = nodes[alive]
@@ -196,11 +195,14 @@ class TokenTrie:
                     out.append(self.ids[tl])
                     ends.append(st[has])
                 else:   # duplicate byte strings end at one node
-                    pos = np.repeat(tl, tnn) + (np.arange(int(tnn.sum()))
-                                                - np.repeat(np.cumsum(tnn) - tnn, tnn))
-                    out.append(self.ids[pos])
+                    out.append(self.ids[_ranges(tl, tnn)])
                     ends.append(np.repeat(st[has], tnn))
         return _joined(out, ends)
+
+
+def _ranges(lo: np.ndarray, cnt: np.ndarray) -> np.ndarray:
+    """The indices ``lo[i], lo[i] + 1, ..., lo[i] + cnt[i] - 1`` for every ``i``, in order."""
+    return np.repeat(lo - (np.cumsum(cnt) - cnt), cnt) + np.arange(int(cnt.sum()))
 
 
 def _joined(out: list[np.ndarray], ends: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
