@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Callable, Literal
 
 from .compiled import CompiledGrammar
 from .errors import SchemaError, VocabularyError
-from .grammar import Grammar, json_schema_key
+from .grammar import Grammar, fast_key, json_schema_key
 from .index import TokenIndex, token_index
 from . import ir
 
@@ -27,7 +27,9 @@ class GrammarCompiler:
     nothing is enumerated over the vocabulary up front (states and masks are built lazily
     and shared by every matcher), so a cold compile costs about as much as reading the
     schema.  Results are cached by ``(vocabulary hash, canonical grammar description)``
-    in an LRU of ``cache_size`` entries.
+    in an LRU of ``cache_size`` entries.  A dict schema is first looked up by a cheaper
+    alias key (:func:`grammar.grammar.fast_key`, which may differ for equal values), so
+    compiling the same schema object again costs well under its canonical serialisation.
 
     Parameters
     ----------
@@ -42,6 +44,9 @@ class GrammarCompiler:
         self.index: TokenIndex = token_index(vocab)
         self._cache: "OrderedDict[Any, CompiledGrammar]" = OrderedDict()
         self._lowered: "OrderedDict[Any, Grammar]" = OrderedDict()
+        # fast_key aliases of the two caches above (LRU like them): a hit skips the
+        # canonical key; a miss falls through to it and records the alias
+        self._aliases: "OrderedDict[Any, Any]" = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
 
@@ -75,8 +80,7 @@ class GrammarCompiler:
                     additional_properties=additional_properties,
                     format_assertion=format_assertion, remotes=remotes, draft=draft,
                     float_safe=float_safe)
-        schema, key = _schema_key(schema, opts)
-        return self._lower(key, schema, opts)
+        return self._aliased("lowered", schema, opts, self._lower)
 
     def compile_json_schema(self, schema: Any, *, strict: bool = True, whitespace: int = 16,
                             additional_properties: Literal["allow", "forbid"] = "allow",
@@ -86,8 +90,9 @@ class GrammarCompiler:
         """Compile a JSON schema (a dict, a bool, or its JSON text).
 
         See :meth:`Grammar.json_schema` for the options.  A cache hit costs one
-        serialisation of the schema for its key (:func:`grammar.canonical_key`; JSON text
-        is its own key).
+        serialisation of the schema for its key (JSON text is its own key; a dict compiled
+        before is found by its :mod:`marshal` format 4 bytes, and otherwise by
+        :func:`grammar.canonical_key`).
 
         Raises
         ------
@@ -101,9 +106,9 @@ class GrammarCompiler:
                     additional_properties=additional_properties,
                     format_assertion=format_assertion, remotes=remotes, draft=draft,
                     float_safe=False)
-        schema, key = _schema_key(schema, opts)
         # the compiled and the lowered caches share the key: one serialisation per call
-        return self._get(key, lambda: self._lower(key, schema, opts))
+        return self._aliased("compiled", schema, opts,
+                             lambda key, sch, o: self._get(key, lambda: self._lower(key, sch, o)))
 
     def compile_regex(self, pattern: str) -> CompiledGrammar:
         """Compile a regular expression (full match over UTF-8 text)."""
@@ -114,12 +119,35 @@ class GrammarCompiler:
         with self._lock:
             self._cache.clear()
             self._lowered.clear()
+            self._aliases.clear()
 
     @property
     def cache_info(self) -> dict[str, int]:
         return {"entries": len(self._cache), "capacity": self._cache_size}
 
     # ------------------------------------------------------------------ internals
+    def _aliased(self, tag: str, schema: Any, opts: dict[str, Any],
+                 lookup: Callable[[Any, Any, dict[str, Any]], Any]) -> Any:
+        """``lookup(key, schema, opts)`` under the canonical key, behind a fast-key alias
+        (``tag`` names the cache the alias points into)."""
+        fk = fast_key(schema)
+        akey = None
+        if fk is not None:
+            akey = (tag, json_schema_key(None, schema_key=fk, **opts))
+            with self._lock:
+                hit = self._aliases.get(akey)
+                if hit is not None:
+                    self._aliases.move_to_end(akey)
+                    return hit
+        schema, key = _schema_key(schema, opts)
+        out = lookup(key, schema, opts)
+        if akey is not None:
+            with self._lock:
+                self._aliases[akey] = out
+                while len(self._aliases) > 2 * self._cache_size:
+                    self._aliases.popitem(last=False)
+        return out
+
     def _lower(self, key: Any, schema: Any, opts: dict[str, Any]) -> Grammar:
         """The lowering of ``schema`` (a value or its JSON text) under ``key``, cached."""
         with self._lock:

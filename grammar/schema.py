@@ -1975,10 +1975,22 @@ def json_schema_term(schema: dict | bool | str, options: JsonOptions = JsonOptio
     with _deep_recursion():
         ctx = _Ctx(schema, options, remotes, draft)
         comp = _Compiler(ctx)
-        sg = ctx.sigma([ctx.root])
-        term = comp.value([ctx.root], sg)
+        sg = None
+        try:
+            sg = ctx.sigma([ctx.root])
+            term = comp.value([ctx.root], sg)
+            result = SchemaResult(term=term, ignored=tuple(comp.ignored),
+                                  narrowed=tuple(comp.narrowed))
+        finally:
+            # the context's caches form reference cycles (nodes, locations and the
+            # resolver's retrieve hook point back at it): emptying them frees the schema's
+            # sub-objects now rather than at the next garbage collection, so their
+            # reference counts (hence grammar.grammar.fast_key) are as before the call
+            del sg
+            comp.__dict__.clear()
+            ctx.__dict__.clear()
     ir.declare_no_specials(term)   # JSON values are text: saves walking the whole term
-    return SchemaResult(term=term, ignored=tuple(comp.ignored), narrowed=tuple(comp.narrowed))
+    return result
 
 
 class _deep_recursion:

@@ -123,3 +123,35 @@ def test_lowering_is_cached_and_compile_lazy_builds_once(compiler):
     assert compiler.compile_lazy(("mine", 1), build) is c1
     assert calls == [1]
     assert GrammarMatcher(c1).accept_bytes('q={"q": "x"}')
+
+
+def test_repeat_compile_skips_the_canonical_key(compiler, monkeypatch):
+    """A dict compiled before is found by its fast alias key, without re-serialising it
+    canonically; mutating it still misses."""
+    import grammar.grammar as gg
+    schema = {"type": "object", "properties": {"n": {"type": "integer", "minimum": 3}}}
+    first = compiler.compile_json_schema(schema)
+    lowered = compiler.json_schema_grammar(schema)
+
+    def refuse(_obj):
+        raise AssertionError("canonical key computed on a repeat compile")
+    monkeypatch.setattr(gg, "canonical_key", refuse)
+    assert compiler.compile_json_schema(schema) is first
+    assert compiler.json_schema_grammar(schema) is lowered
+    monkeypatch.undo()
+    schema["properties"]["n"]["minimum"] = 4
+    assert compiler.compile_json_schema(schema) is not first
+
+
+def test_fast_key_aliases_fall_back_to_the_canonical_entry(compiler):
+    """Equal schemas whose fast keys differ (one shares a sub-object) share one grammar;
+    values that differ only in 1 / 1.0 / True never share one."""
+    from grammar.grammar import fast_key
+    shared = {"type": "integer"}
+    a = {"type": "object", "properties": {"x": shared, "y": shared}}
+    b = {"type": "object", "properties": {"x": {"type": "integer"}, "y": {"type": "integer"}}}
+    assert a == b and fast_key(a) != fast_key(b)
+    assert compiler.compile_json_schema(a) is compiler.compile_json_schema(b)
+    assert fast_key('{"type": "string"}') is None    # JSON text is its own key
+    grammars = {id(compiler.compile_json_schema({"const": v})) for v in (1, 1.0, True)}
+    assert len(grammars) == 3
