@@ -231,7 +231,8 @@ class Automaton:
                 m = self.mask(c)
                 self._max_end[s] = self._max_end[c] + self._minlen[s] - self._minlen[c]
             else:
-                m = self._compute_mask(s)
+                with ir.gc_paused():
+                    m = self._compute_mask(s)
                 m.setflags(write=False)
             self._masks[s] = m
             return m
@@ -319,7 +320,8 @@ class Automaton:
             idx = self.index
             w = self._ends.get(s)
             if w is None:
-                exits, ids, ends = self._walk(s)
+                with ir.gc_paused():
+                    exits, ids, ends = self._walk(s)
                 w = (exits, ids, self._minlen_arr(ends))
                 self._ends[s] = w
             exits, ids, endml = w

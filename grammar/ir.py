@@ -30,6 +30,7 @@ Example
 
 from __future__ import annotations
 
+import gc
 import itertools
 import threading
 import weakref
@@ -111,6 +112,32 @@ def _mask_repr(m: int) -> str:
     return "".join(out)
 
 
+class gc_paused:
+    """Pause the cyclic garbage collector while terms are built in bulk (a schema's
+    lowering, a state's first mask).
+
+    Building terms allocates tens of thousands of small tracked objects, which would set
+    off a young-generation collection every 700 of them, and every tenth of those an
+    older one over the long-lived term graph: 10-25% of a cold compile or of a state's
+    first mask.  Nearly all of it is kept (hash-consed terms, transition rows, masks), so
+    a collection would find little to free.  Only a call that found the collector enabled
+    disables it, and that call re-enables it on exit, so however calls on several threads
+    interleave, the collector ends enabled if it was enabled before."""
+
+    __slots__ = ("was",)
+
+    def __enter__(self) -> "gc_paused":
+        self.was = gc.isenabled()
+        if self.was:
+            gc.disable()
+        return self
+
+    def __exit__(self, et, ev, tb) -> bool:
+        if self.was:
+            gc.enable()
+        return False
+
+
 def _mk(kind: str, args: tuple, nullable: bool, has_bool: bool, key: tuple | None = None) -> Term:
     if key is None:
         key = (kind,) + tuple(a.id if isinstance(a, Term) else a for a in args)
@@ -120,15 +147,29 @@ def _mk(kind: str, args: tuple, nullable: bool, has_bool: bool, key: tuple | Non
         if t is not None:
             return t
     t = Term(kind, args, nullable, has_bool)
-    _intern[key] = weakref.ref(t, _cleanup(key))
+    _intern[key] = _KeyedRef(t, _drop, key)
     return t
 
 
-def _cleanup(key: tuple):
-    def drop(ref: weakref.ref) -> None:
-        if _intern.get(key) is ref:
-            del _intern[key]
-    return drop
+class _KeyedRef(weakref.ref):
+    """A weak reference that remembers its intern-table key, so one shared callback can
+    drop the entry (no closure per term)."""
+
+    __slots__ = ("key",)
+
+    def __new__(cls, ob: Term, callback, key: tuple) -> "_KeyedRef":
+        self = super().__new__(cls, ob, callback)
+        self.key = key
+        return self
+
+    def __init__(self, ob: Term, callback, key: tuple) -> None:
+        super().__init__(ob, callback)
+
+
+def _drop(ref: _KeyedRef) -> None:
+    key = ref.key
+    if _intern.get(key) is ref:
+        del _intern[key]
 
 
 class Rule(Term):
@@ -745,7 +786,17 @@ def _minlen_syntactic(t: Term, rules: dict | None) -> int:
         a = _minlen_syntactic(t.args[0], rules)
         v = INF if a >= INF else min(INF, a + _minlen_syntactic(t.args[1], rules))
     elif k == "alt":
-        v = min(_minlen_syntactic(x, rules) for x in t.args)
+        if rules is None and t.has_bool:
+            # branch and bound: an operand whose lower bound is no better than the best
+            # exact length so far cannot win, so its intersections are never searched
+            # (a union of tool schemas then searches about one of them, not all)
+            v = INF
+            for lb, x in sorted([(_lower_bound(x), x) for x in t.args], key=_first):
+                if lb >= v:
+                    break
+                v = min(v, _minlen_syntactic(x, None))
+        else:
+            v = min(_minlen_syntactic(x, rules) for x in t.args)
     elif k == "repeat":
         x, lo, _ = t.args
         if lo == 0:
@@ -798,6 +849,10 @@ def _rule_fixpoint(r: Rule) -> int:
     for g in group:
         g._minlen = est[g]
     return est[r]
+
+
+def _first(pair: tuple) -> int:
+    return pair[0]
 
 
 def _lower_bound(t: Term) -> int:

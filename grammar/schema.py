@@ -118,6 +118,7 @@ Example
 from __future__ import annotations
 
 import json
+import marshal
 import sys
 import functools
 from dataclasses import dataclass, field
@@ -1854,9 +1855,9 @@ def _leaf_key(m: _Node):
                 return None
     if not scalar:
         return None
-    try:
-        body = json.dumps({k: s[k] for k in ks}, sort_keys=True)
-    except (TypeError, ValueError):
+    try:   # marshal tells 1, 1.0 and True apart, like JSON text, at a tenth of the cost
+        body = marshal.dumps([(k, s[k]) for k in sorted(ks)], 0)
+    except ValueError:
         return None
     return (m.draft, m.disabled, body)
 
@@ -1972,7 +1973,7 @@ def json_schema_term(schema: dict | bool | str, options: JsonOptions = JsonOptio
     UnsupportedSchemaError
         With ``strict=True``, a keyword that cannot be enforced exactly.
     """
-    with _deep_recursion():
+    with _deep_recursion(), ir.gc_paused():
         ctx = _Ctx(schema, options, remotes, draft)
         comp = _Compiler(ctx)
         sg = None

@@ -201,3 +201,55 @@ def test_intersection_inside_its_own_recursion():
     assert ir.minlen(a) == 2
     assert ir.minlen(r) == 1
     assert ir.matches(r, b"(ab)") and not ir.matches(r, b"(a)")
+
+
+def test_union_minlen_searches_only_operands_that_can_win():
+    """Branch and bound: an operand whose lower bound is no better than the best exact
+    length found is never searched (its intersection keeps no ``minlen``), and the answer
+    is still the exact shortest length."""
+    from grammar.jsonvalue import integer_term, number_cmp_term, to_decimal
+    near = ir.seq(ir.lit("a"), ir.both(integer_term(), number_cmp_term(">=", to_decimal(5))))
+    far_and = ir.both(integer_term(), number_cmp_term(">=", to_decimal(123)))
+    far = ir.seq(ir.lit("bbbb"), far_and)
+    u = ir.alt(near, far)
+    assert ir.minlen(u) == 2
+    assert far_and._minlen is None          # bound 4 + 1 >= 2: not searched
+    assert ir.minlen(far) == 7 and ir.minlen(u) == 2
+    # the winner may be an operand whose lower bound is not the smallest
+    hard = ir.both(ir.alt(ir.lit("a"), ir.lit("bb")), ir.alt(ir.lit("b"), ir.lit("bb")))
+    assert ir._lower_bound(hard) == 1 and ir.minlen(hard) == 2
+    v = ir.alt(hard, ir.seq(ir.lit("c"), ir.both(ir.lit("cc"), ir.star(ir.lit("c")))))
+    assert ir.minlen(v) == 2
+
+
+def test_dead_terms_leave_the_intern_table():
+    import gc
+    key_count = len(ir._intern)
+    t = ir.lit("a unique literal for this test, 0x5eed")
+    assert len(ir._intern) > key_count
+    assert ir.lit("a unique literal for this test, 0x5eed") is t
+    del t
+    gc.collect()
+    assert len(ir._intern) <= key_count + 1   # the shared suffixes may stay alive
+
+
+def test_gc_paused_restores_the_collector():
+    import gc
+    assert gc.isenabled()
+    with ir.gc_paused():
+        assert not gc.isenabled()
+        with ir.gc_paused():      # nested: the inner call leaves it to the outer one
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with ir.gc_paused():
+            pass
+        assert not gc.isenabled()             # found disabled: left disabled
+    finally:
+        gc.enable()
+    with pytest.raises(ZeroDivisionError):
+        with ir.gc_paused():
+            1 / 0
+    assert gc.isenabled()

@@ -429,3 +429,14 @@ def test_remotes_callable_and_draft_names():
     check({"$ref": "http://h/s.json#/$defs/n"}, valid=[None], invalid=[0], remotes=docs.get)
     with pytest.raises(ValueError):
         json_schema_term({}, draft="draft5")
+
+
+def test_equal_looking_scalar_leaves_keep_their_own_language():
+    """Scalar leaves share one lowering per content key; the key tells ``true`` from
+    ``1`` and keyword order does not matter."""
+    schema = {"type": "object", "properties": {
+        "a": {"const": 1}, "b": {"const": True}, "c": {"enum": [1, "x"], "type": ["integer", "string"]},
+        "d": {"type": ["string", "integer"], "enum": [1, "x"]}},
+        "required": ["a", "b", "c", "d"], "additionalProperties": False}
+    check(schema, valid=[{"a": 1, "b": True, "c": "x", "d": 1}],
+          invalid=[{"a": True, "b": True, "c": "x", "d": 1}, {"a": 1, "b": 1, "c": "x", "d": 1}])
