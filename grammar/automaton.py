@@ -41,6 +41,10 @@ def _mask_bits(m: int) -> np.ndarray:
                          bitorder="little").astype(np.bool_)
 
 
+_UNSET = -1
+_ROW = np.int64(256)   # an int64 scalar: state * 256 cannot overflow an int32 state array
+
+
 class Automaton:
     """Lazily built automaton over a root term, for one :class:`TokenIndex`."""
 
@@ -51,7 +55,10 @@ class Automaton:
         self._terms: list[ir.Term] = [ir.NOTHING]
         self._ids: dict[int, int] = {ir.NOTHING.id: DEAD}
         cap = 64
-        self._table = np.zeros((cap, 256), dtype=np.int64)
+        # transitions, -1 where a state's row is not computed yet (step() finds those by
+        # the sign of what it gathers, with no pass over a "done" flag per node)
+        self._table = np.full((cap, 256), _UNSET, dtype=np.int32)
+        self._table[DEAD] = DEAD
         self._done = np.zeros(cap, dtype=np.bool_)
         self._done[DEAD] = True
         self._nullable = np.zeros(cap, dtype=np.bool_)
@@ -108,7 +115,7 @@ class Automaton:
 
     def _grow(self) -> None:
         cap = len(self._done) * 2
-        table = np.zeros((cap, 256), dtype=np.int64)
+        table = np.full((cap, 256), _UNSET, dtype=np.int32)
         table[: len(self._done)] = self._table
         done = np.zeros(cap, dtype=np.bool_)
         done[: len(self._done)] = self._done
@@ -161,9 +168,15 @@ class Automaton:
         return r  # type: ignore[return-value]
 
     def step(self, states: np.ndarray, labels: np.ndarray) -> np.ndarray:
-        """Vectorised transition: next state for each (state, byte) pair."""
-        self.ensure(states)
-        return self._table[states, labels]
+        """Vectorised transition: next state (int32) for each (state, byte) pair; the rows
+        of states met for the first time are computed on the way."""
+        flat = states * _ROW + labels
+        nxt = self._table.reshape(-1).take(flat)
+        miss = nxt < 0
+        if miss.any():
+            self.ensure(states[miss])
+            nxt[miss] = self._table.reshape(-1).take(flat[miss])
+        return nxt
 
     def special_next(self, s: int) -> dict[int, int]:
         """Transitions of state ``s`` on the special tokens named by the grammar."""
