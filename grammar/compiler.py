@@ -44,8 +44,8 @@ class GrammarCompiler:
         self.index: TokenIndex = token_index(vocab)
         self._cache: "OrderedDict[Any, CompiledGrammar]" = OrderedDict()
         self._lowered: "OrderedDict[Any, Grammar]" = OrderedDict()
-        # fast_key aliases of the two caches above (LRU like them): a hit skips the
-        # canonical key; a miss falls through to it and records the alias
+        # fast_key alias -> canonical key (LRU): a hit skips the canonical serialisation;
+        # a miss computes it and records the alias
         self._aliases: "OrderedDict[Any, Any]" = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
@@ -128,25 +128,27 @@ class GrammarCompiler:
     # ------------------------------------------------------------------ internals
     def _aliased(self, tag: str, schema: Any, opts: dict[str, Any],
                  lookup: Callable[[Any, Any, dict[str, Any]], Any]) -> Any:
-        """``lookup(key, schema, opts)`` under the canonical key, behind a fast-key alias
-        (``tag`` names the cache the alias points into)."""
+        """``lookup(key, schema, opts)`` with the canonical key, found through a fast-key
+        alias when there is one (``tag`` names the cache the alias serves).  An alias
+        holds only the canonical key, so what stays cached, and for how long, is up to
+        the caches themselves."""
         fk = fast_key(schema)
         akey = None
+        key = None
         if fk is not None:
             akey = (tag, json_schema_key(None, schema_key=fk, **opts))
             with self._lock:
-                hit = self._aliases.get(akey)
-                if hit is not None:
+                key = self._aliases.get(akey)
+                if key is not None:
                     self._aliases.move_to_end(akey)
-                    return hit
-        schema, key = _schema_key(schema, opts)
-        out = lookup(key, schema, opts)
-        if akey is not None:
-            with self._lock:
-                self._aliases[akey] = out
-                while len(self._aliases) > 2 * self._cache_size:
-                    self._aliases.popitem(last=False)
-        return out
+        if key is None:
+            schema, key = _schema_key(schema, opts)
+            if akey is not None:
+                with self._lock:
+                    self._aliases[akey] = key
+                    while len(self._aliases) > self._cache_size:
+                        self._aliases.popitem(last=False)
+        return lookup(key, schema, opts)
 
     def _lower(self, key: Any, schema: Any, opts: dict[str, Any]) -> Grammar:
         """The lowering of ``schema`` (a value or its JSON text) under ``key``, cached."""

@@ -155,3 +155,18 @@ def test_fast_key_aliases_fall_back_to_the_canonical_entry(compiler):
     assert fast_key('{"type": "string"}') is None    # JSON text is its own key
     grammars = {id(compiler.compile_json_schema({"const": v})) for v in (1, 1.0, True)}
     assert len(grammars) == 3
+
+
+def test_aliases_keep_no_grammar_past_the_cache_bound():
+    """An alias holds only the canonical key: a grammar evicted from the LRU is rebuilt,
+    not kept alive through its alias."""
+    small = GrammarCompiler(Vocabulary.byte_level(['{"']), cache_size=2)
+    schemas = [{"type": "integer", "minimum": i} for i in range(3)]
+    first = small.compile_json_schema(schemas[0])
+    assert small.compile_json_schema(schemas[0]) is first          # alias hit
+    for s in schemas[1:]:
+        small.compile_json_schema(s)
+    assert small.cache_info["entries"] == 2
+    again = small.compile_json_schema(schemas[0])
+    assert again is not first
+    assert GrammarMatcher(again).accept_bytes("7") and not GrammarMatcher(again).accept_bytes("-1")
