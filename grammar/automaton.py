@@ -59,8 +59,6 @@ class Automaton:
         # the sign of what it gathers, with no pass over a "done" flag per node)
         self._table = np.full((cap, 256), _UNSET, dtype=np.int32)
         self._table[DEAD] = DEAD
-        self._done = np.zeros(cap, dtype=np.bool_)
-        self._done[DEAD] = True
         self._nullable = np.zeros(cap, dtype=np.bool_)
         # rows as tuples of ints: the cyclic GC untracks them, so they add nothing to its
         # passes however many states a long-lived server accumulates
@@ -97,7 +95,7 @@ class Automaton:
                 self._ids[t.id] = DEAD
                 return DEAD
             sid = len(self._terms)
-            if sid >= len(self._done):
+            if sid >= len(self._table):
                 self._grow()
             self._terms.append(t)
             self._rows.append(None)
@@ -114,14 +112,12 @@ class Automaton:
             return sid
 
     def _grow(self) -> None:
-        cap = len(self._done) * 2
-        table = np.full((cap, 256), _UNSET, dtype=np.int32)
-        table[: len(self._done)] = self._table
-        done = np.zeros(cap, dtype=np.bool_)
-        done[: len(self._done)] = self._done
-        nullable = np.zeros(cap, dtype=np.bool_)
-        nullable[: len(self._done)] = self._nullable
-        self._table, self._done, self._nullable = table, done, nullable
+        n = len(self._table)
+        table = np.full((2 * n, 256), _UNSET, dtype=np.int32)
+        table[:n] = self._table
+        nullable = np.zeros(2 * n, dtype=np.bool_)
+        nullable[:n] = self._nullable
+        self._table, self._nullable = table, nullable
 
     def nullable(self, s: int) -> bool:
         return bool(self._nullable[s])
@@ -130,17 +126,9 @@ class Automaton:
         """Shortest completion of state ``s`` in bytes (special tokens count 1)."""
         return self._minlen[s]
 
-    def ensure(self, states: np.ndarray) -> None:
-        """Compute the transition rows of the given states if not done yet."""
-        todo = states[~self._done[states]]
-        if len(todo) == 0:
-            return
-        for s in np.unique(todo).tolist():
-            self._compute_row(s)
-
     def _compute_row(self, s: int) -> None:
         with self._lock:
-            if self._done[s]:
+            if self._rows[s] is not None:
                 return
             rowl = [0] * 256
             for m, nt in ir.row(self._terms[s]):
@@ -158,7 +146,6 @@ class Automaton:
             # intern may have grown the table: write after
             self._table[s] = rowl
             self._rows[s] = tuple(rowl)
-            self._done[s] = True
 
     def row(self, s: int) -> tuple[int, ...]:
         r = self._rows[s]
@@ -174,7 +161,8 @@ class Automaton:
         nxt = self._table.reshape(-1).take(flat)
         miss = nxt < 0
         if miss.any():
-            self.ensure(states[miss])
+            for s in np.unique(states[miss]).tolist():
+                self._compute_row(s)
             nxt[miss] = self._table.reshape(-1).take(flat[miss])
         return nxt
 
@@ -244,8 +232,7 @@ class Automaton:
                 m = self.mask(c)
                 self._max_end[s] = self._max_end[c] + self._minlen[s] - self._minlen[c]
             else:
-                with ir.gc_paused():
-                    m = self._compute_mask(s)
+                m = self._compute_mask(s)
                 m.setflags(write=False)
             self._masks[s] = m
             return m
@@ -282,10 +269,12 @@ class Automaton:
         return c if c not in (s, DEAD) else None
 
     def _walk(self, s: int) -> tuple[bytes | None, np.ndarray, np.ndarray]:
-        """(slice exits or None, walked token ids, their end states)."""
-        exits = self._slice_exits(s)
-        trie = self.index.slice(exits)[1] if exits is not None else self.index.trie
-        ids, ends = trie.walk(s, self.step)
+        """(slice exits or None, walked token ids, their end states).  The walk builds the
+        rows of every state it meets, so the cyclic GC is paused meanwhile."""
+        with ir.gc_paused():
+            exits = self._slice_exits(s)
+            trie = self.index.slice(exits)[1] if exits is not None else self.index.trie
+            ids, ends = trie.walk(s, self.step)
         return exits, ids, ends
 
     def _compute_mask(self, s: int) -> np.ndarray:
@@ -333,8 +322,7 @@ class Automaton:
             idx = self.index
             w = self._ends.get(s)
             if w is None:
-                with ir.gc_paused():
-                    exits, ids, ends = self._walk(s)
+                exits, ids, ends = self._walk(s)
                 w = (exits, ids, self._minlen_arr(ends))
                 self._ends[s] = w
             exits, ids, endml = w

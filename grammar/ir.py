@@ -147,26 +147,11 @@ def _mk(kind: str, args: tuple, nullable: bool, has_bool: bool, key: tuple | Non
         if t is not None:
             return t
     t = Term(kind, args, nullable, has_bool)
-    _intern[key] = _KeyedRef(t, _drop, key)
+    _intern[key] = weakref.KeyedRef(t, _drop, key)   # one shared callback, no closure
     return t
 
 
-class _KeyedRef(weakref.ref):
-    """A weak reference that remembers its intern-table key, so one shared callback can
-    drop the entry (no closure per term)."""
-
-    __slots__ = ("key",)
-
-    def __new__(cls, ob: Term, callback, key: tuple) -> "_KeyedRef":
-        self = super().__new__(cls, ob, callback)
-        self.key = key
-        return self
-
-    def __init__(self, ob: Term, callback, key: tuple) -> None:
-        super().__init__(ob, callback)
-
-
-def _drop(ref: _KeyedRef) -> None:
+def _drop(ref: weakref.KeyedRef) -> None:
     key = ref.key
     if _intern.get(key) is ref:
         del _intern[key]
@@ -791,7 +776,7 @@ def _minlen_syntactic(t: Term, rules: dict | None) -> int:
             # exact length so far cannot win, so its intersections are never searched
             # (a union of tool schemas then searches about one of them, not all)
             v = INF
-            for lb, x in sorted([(_lower_bound(x), x) for x in t.args], key=_first):
+            for lb, x in sorted([(_lower_bound(x), x) for x in t.args]):   # ties: by id
                 if lb >= v:
                     break
                 v = min(v, _minlen_syntactic(x, None))
@@ -849,10 +834,6 @@ def _rule_fixpoint(r: Rule) -> int:
     for g in group:
         g._minlen = est[g]
     return est[r]
-
-
-def _first(pair: tuple) -> int:
-    return pair[0]
 
 
 def _lower_bound(t: Term) -> int:

@@ -1976,22 +1976,16 @@ def json_schema_term(schema: dict | bool | str, options: JsonOptions = JsonOptio
     with _deep_recursion(), ir.gc_paused():
         ctx = _Ctx(schema, options, remotes, draft)
         comp = _Compiler(ctx)
-        sg = None
         try:
-            sg = ctx.sigma([ctx.root])
-            term = comp.value([ctx.root], sg)
-            result = SchemaResult(term=term, ignored=tuple(comp.ignored),
-                                  narrowed=tuple(comp.narrowed))
+            term = comp.value([ctx.root], ctx.sigma([ctx.root]))
         finally:
             # the context's caches form reference cycles (nodes, locations and the
             # resolver's retrieve hook point back at it): emptying them frees the schema's
             # sub-objects now rather than at the next garbage collection, so their
             # reference counts (hence grammar.grammar.fast_key) are as before the call
-            del sg
-            comp.__dict__.clear()
             ctx.__dict__.clear()
     ir.declare_no_specials(term)   # JSON values are text: saves walking the whole term
-    return result
+    return SchemaResult(term=term, ignored=tuple(comp.ignored), narrowed=tuple(comp.narrowed))
 
 
 class _deep_recursion:
