@@ -42,7 +42,6 @@ def _mask_bits(m: int) -> np.ndarray:
 
 
 _UNSET = -1
-_ROW = np.int64(256)   # an int64 scalar: state * 256 cannot overflow an int32 state array
 
 
 class Automaton:
@@ -55,8 +54,8 @@ class Automaton:
         self._terms: list[ir.Term] = [ir.NOTHING]
         self._ids: dict[int, int] = {ir.NOTHING.id: DEAD}
         cap = 64
-        # transitions, -1 where a state's row is not computed yet (step() finds those by
-        # the sign of what it gathers, with no pass over a "done" flag per node)
+        # transitions, -1 where a state's row is not computed yet (the token walk finds
+        # those by sign and asks _refill for them)
         self._table = np.full((cap, 256), _UNSET, dtype=np.int32)
         self._table[DEAD] = DEAD
         self._nullable = np.zeros(cap, dtype=np.bool_)
@@ -154,17 +153,11 @@ class Automaton:
             r = self._rows[s]
         return r  # type: ignore[return-value]
 
-    def step(self, states: np.ndarray, labels: np.ndarray) -> np.ndarray:
-        """Vectorised transition: next state (int32) for each (state, byte) pair; the rows
-        of states met for the first time are computed on the way."""
-        flat = states * _ROW + labels
-        nxt = self._table.reshape(-1).take(flat)
-        miss = nxt < 0
-        if miss.any():
-            for s in np.unique(states[miss]).tolist():
-                self._compute_row(s)
-            nxt[miss] = self._table.reshape(-1).take(flat[miss])
-        return nxt
+    def _refill(self, s: int) -> np.ndarray:
+        """Compute the row of ``s`` and return the table (the token walk's callback: the
+        table may have been reallocated meanwhile)."""
+        self._compute_row(s)
+        return self._table
 
     def special_next(self, s: int) -> dict[int, int]:
         """Transitions of state ``s`` on the special tokens named by the grammar."""
@@ -274,7 +267,7 @@ class Automaton:
         with ir.gc_paused():
             exits = self._slice_exits(s)
             trie = self.index.slice(exits)[1] if exits is not None else self.index.trie
-            ids, ends = trie.walk(s, self.step)
+            ids, ends = trie.walk_table(s, self._table, self._refill)
         return exits, ids, ends
 
     def _compute_mask(self, s: int) -> np.ndarray:

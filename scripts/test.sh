@@ -9,6 +9,12 @@ cd "$(dirname "$0")/.."
 
 source scripts/setup.sh
 
+# The C token walk is optional for users (numpy is the fallback) but not here: a build that
+# silently failed would leave the default suite testing only the fallback.
+if ! "$PY" -c "import grammar.index as i, sys; sys.exit(0 if i.NATIVE else 1)"; then
+    echo "ERROR: grammar._native (the C token walk) was not built; is a C compiler installed?" >&2
+    exit 1
+fi
 
 # Default suite (fast: a few minutes on 2 cores).
 status=0

@@ -8,7 +8,8 @@ import random
 import numpy as np
 import pytest
 
-from grammar.index import TokenTrie
+from grammar import index as gindex
+from grammar.index import TokenTrie, _table_step
 
 
 def _random_vocab(rng: random.Random, n: int, alphabet: bytes, maxlen: int) -> list[bytes]:
@@ -51,6 +52,86 @@ def test_walk_matches_reference(seed, dense_fraction):
         want = _reference(table, start, toks)
         got = sorted(zip(got_ids.tolist(), got_ends.tolist()))
         assert got == sorted((int(ids[i]), s) for i, s in want.items())
+
+
+class _LazyTable:
+    """A transition table whose rows appear on demand, as an automaton's do: -1 until
+    ``refill(s)`` computes row ``s``, which also grows (reallocates) the table, so a walk
+    that kept reading the old array would see -1 and fail.  As in an automaton, the table
+    has a row (maybe -1) for every state a computed row names."""
+
+    def __init__(self, full: np.ndarray) -> None:
+        self.full = full.astype(np.int32)
+        self.table = np.full(full.shape, -1, np.int32)
+        self.table[0] = 0          # the dead state's row is known from the start
+        self.refills: list[int] = []
+
+    def refill(self, s: int) -> np.ndarray:
+        assert s not in self.refills, "a row was asked for twice"
+        self.refills.append(s)
+        grown = np.full((len(self.table) + 1, 256), -1, np.int32)
+        grown[: len(self.table)] = self.table
+        grown[s] = self.full[s]
+        self.table = grown
+        return grown
+
+
+def _walkers():
+    yield "numpy", lambda trie, start, lazy: trie.walk(start, _table_step(lazy.table, lazy.refill))
+    if gindex._native is not None:
+        for frac in (0.0, 0.3, 2.0):   # all dense, the default switch, sparse from level 1
+            yield f"native-{frac}", (lambda f: lambda trie, start, lazy: trie.walk_table(
+                start, lazy.table, lazy.refill, dense_fraction=f))(frac)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_walk_table_matches_reference(seed):
+    """walk_table (C when built, numpy otherwise) against byte-at-a-time walks, with rows
+    computed lazily through refill and duplicated spellings in the vocabulary."""
+    rng = random.Random(100 + seed)
+    alphabet = b"ab\"{}x\xc3\xa9"
+    toks = _random_vocab(rng, 300, alphabet, 9)
+    ids = np.arange(len(toks), dtype=np.int64) * 7 + 2
+    trie = TokenTrie(ids, toks)
+    n_states = 12
+    full = np.zeros((n_states, 256), dtype=np.int64)
+    for s in range(1, n_states):
+        live = rng.random()       # some states allow nearly everything, some nearly nothing
+        for b in alphabet:
+            full[s, b] = rng.randrange(1, n_states) if rng.random() < live else 0
+    for name, walk in _walkers():
+        for start in range(1, n_states):
+            lazy = _LazyTable(full)
+            got_ids, got_ends = walk(trie, start, lazy)
+            want = _reference(full, start, toks)
+            got = sorted(zip(got_ids.tolist(), got_ends.tolist()))
+            assert got == sorted((int(ids[i]), s) for i, s in want.items()), (name, start)
+
+
+@pytest.mark.skipif(gindex._native is None, reason="grammar._native was not built (no C compiler)")
+def test_native_walk_propagates_refill_errors_and_checks_the_table():
+    toks = [b"ab", b"b"]
+    trie = TokenTrie(np.arange(2), toks)
+    table = np.full((3, 256), -1, np.int32)
+    table[0] = 0
+
+    def boom(s):
+        raise KeyError(s)
+
+    with pytest.raises(KeyError):
+        trie.walk_table(1, table, boom)
+    # a refill that does not fill the row is an error, not an endless loop
+    with pytest.raises(RuntimeError, match="incomplete"):
+        trie.walk_table(1, table, lambda s: table)
+    # a transition to a state past the table's end is refused, not read out of bounds
+    bad = np.zeros((2, 256), np.int32)
+    bad[1, ord("a")] = 99
+    with pytest.raises(RuntimeError, match="outside the table"):
+        trie.walk_table(1, bad, lambda s: bad)
+    with pytest.raises(TypeError, match="int32"):
+        trie.walk_table(1, bad.astype(np.int64), lambda s: bad)
+    with pytest.raises(ValueError, match="start state"):
+        trie.walk_table(5, bad, lambda s: bad)
 
 
 def test_levels_tile_and_parents():

@@ -8,6 +8,7 @@ import pytest
 from grammar import GrammarCompiler, GrammarMatcher, Grammar, Vocabulary, allocate_token_bitmask
 from grammar import ir
 from grammar.automaton import DEAD
+from grammar.index import _table_step
 
 
 EXTRA = ["ab", "abc", "bc", '",', '"}', "}}", "}]}", '"}}', "é", "\xe9".encode("utf-8")[:1],
@@ -284,27 +285,29 @@ def test_budget_aware_termination_never_cuts(seed):
 
 
 def test_vectorised_step_agrees_with_rows():
-    """Automaton.step gathers transitions (int32), computing on the way the rows of states
-    met for the first time, and must agree with the one-state rows; DEAD stays DEAD."""
+    """The numpy walk's step over the automaton's table gathers transitions (int32),
+    computing on the way (through Automaton._refill) the rows of states met for the first
+    time, and must agree with the one-state rows; DEAD stays DEAD."""
     vocab = vocab_with_extras()
     cg = GrammarCompiler(vocab).compile_json_schema(
         {"type": "object", "properties": {"a": {"type": "string", "maxLength": 3},
                                           "b": {"enum": [1, 22, "x"]}}})
     auto = cg.automaton
+    step = _table_step(auto._table, auto._refill)
     rng = np.random.default_rng(0)
     states = np.array([auto.start], dtype=np.int64)
     for _ in range(6):        # a few breadth-first rounds: new states every time
         labels = rng.integers(0, 256, size=len(states) * 8)
         src = np.repeat(states, 8)
-        nxt = auto.step(src, labels)
+        nxt = step(src, labels)
         assert nxt.dtype == np.int32
         assert all(auto.row(int(s))[int(b)] == int(n) for s, b, n in zip(src, labels, nxt))
         # steer through live bytes too, so the rounds reach deeper states
         live_bytes = [b for b in range(256) if auto.row(auto.start)[b]]
-        more = auto.step(src, rng.choice(live_bytes, size=len(src)))
+        more = step(src, rng.choice(live_bytes, size=len(src)))
         states = np.unique(np.concatenate([nxt[nxt != DEAD], more[more != DEAD]])).astype(np.int64)
         if not len(states):
             states = np.array([auto.start], dtype=np.int64)
     assert auto.num_states > 5
-    dead = auto.step(np.zeros(4, np.int64), np.array([0, 34, 123, 255]))
+    dead = step(np.zeros(4, np.int64), np.array([0, 34, 123, 255]))
     assert (dead == DEAD).all()

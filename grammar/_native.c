@@ -1,0 +1,343 @@
+/* The token-trie walk in C: the one hot loop of a state's first mask.
+ *
+ * walk(label, child_lo, child_hi, term_lo, term_n, ids, level_off, parent, start, table,
+ *      refill, out_ids, out_ends, dense_fraction) -> count
+ *
+ * The trie is flattened level by level (see grammar.index.TokenTrie): the nodes of depth d
+ * are [level_off[d], level_off[d + 1]); node i has an edge byte label[i] (uint8), children
+ * [child_lo[i], child_hi[i]) (global numbers), its parent's position within the level
+ * above (parent[i]; 0 at depth 0) and term_n[i] tokens ending at it, whose ids are
+ * ids[term_lo[i] ...] (int64).  All int32 except label and ids.
+ * table is the automaton's transition table, int32, 256 entries per state: 0 is the dead
+ * state (its row is all 0) and -1 marks a row not computed yet.  On a -1 the walk calls
+ * refill(state), which computes that state's row and returns the (possibly reallocated)
+ * table.
+ *
+ * The walk from `start` is dense (every node of a level) while more than dense_fraction
+ * of a level's nodes are alive, then sparse (the live nodes' children only).  It writes
+ * every accepted token id and its end state to out_ids / out_ends (int64, room for every
+ * token plus one) and returns how many it wrote.  Only the
+ * buffer protocol is used, so the module builds without numpy's headers.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+/* A run of sibling nodes [lo, hi) entered in `state`. */
+typedef struct {
+    int32_t lo;
+    int32_t hi;
+    int32_t state;
+} Range;
+
+/* What one walk reads and writes; the table is re-fetched after every refill. */
+typedef struct {
+    const uint8_t *lab;
+    const int32_t *c_lo, *c_hi, *t_lo, *t_n;
+    const int64_t *tok;
+    Py_ssize_t n_nodes, n_tok;
+    int64_t *o_ids, *o_ends;
+    Py_ssize_t cap, n_out;
+    PyObject *refill;
+    Py_buffer tview;
+    int have_table;
+    const int32_t *T;
+    Py_ssize_t n_entries;
+} Walk;
+
+static int
+get_table(Walk *w, PyObject *obj)
+{
+    Py_buffer *view = &w->tview;
+    if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+        return -1;
+    if (view->itemsize != 4 || view->format == NULL
+        || (strcmp(view->format, "i") != 0 && strcmp(view->format, "=i") != 0
+            && strcmp(view->format, "<i") != 0 && strcmp(view->format, "l") != 0)
+        || view->len % (256 * 4) != 0) {
+        PyBuffer_Release(view);
+        PyErr_SetString(PyExc_TypeError, "table must be a C-contiguous int32 array of 256-entry rows");
+        return -1;
+    }
+    w->have_table = 1;
+    w->T = (const int32_t *)view->buf;
+    w->n_entries = view->len / 4;
+    return 0;
+}
+
+/* The transition of state s on byte b; -2 on error (a Python exception is set). */
+static inline int32_t
+next_state(Walk *w, int32_t s, uint8_t b)
+{
+    int32_t nx = w->T[(Py_ssize_t)s * 256 + b];
+    if (nx < 0) {
+        /* first visit of s: let the automaton compute its row (it may grow the table) */
+        PyObject *fresh = PyObject_CallFunction(w->refill, "i", s);
+        if (fresh == NULL)
+            return -2;
+        PyBuffer_Release(&w->tview);
+        w->have_table = 0;
+        int rc = get_table(w, fresh);
+        Py_DECREF(fresh);   /* the view keeps the array alive */
+        if (rc < 0)
+            return -2;
+        nx = w->T[(Py_ssize_t)s * 256 + b];
+        if (nx < 0) {
+            PyErr_Format(PyExc_RuntimeError, "refill(%d) left the row incomplete", s);
+            return -2;
+        }
+    }
+    if ((Py_ssize_t)nx * 256 >= w->n_entries) {
+        PyErr_SetString(PyExc_RuntimeError, "transition to a state outside the table");
+        return -2;
+    }
+    return nx;
+}
+
+static inline int
+emit(Walk *w, int32_t node, int32_t state)
+{
+    int32_t k = w->t_n[node];
+    if (k > 0) {
+        int32_t lo = w->t_lo[node];
+        if (lo < 0 || (Py_ssize_t)lo + k > w->n_tok || w->n_out + k > w->cap) {
+            PyErr_SetString(PyExc_ValueError, "token range out of bounds");
+            return -1;
+        }
+        for (int32_t j = 0; j < k; j++) {
+            w->o_ids[w->n_out] = w->tok[lo + j];
+            w->o_ends[w->n_out] = state;
+            w->n_out++;
+        }
+    }
+    return 0;
+}
+
+static int
+check(Py_buffer *b, Py_ssize_t itemsize, const char *name)
+{
+    if (b->len % itemsize != 0) {
+        PyErr_Format(PyExc_TypeError, "%s: item size must be %zd", name, itemsize);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *
+native_walk(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    Py_buffer label, clo, chi, tlo, tn, ids, loff, par, out_ids, out_ends;
+    int start;
+    double dense_fraction;
+    PyObject *table_obj, *refill;
+    PyObject *result = NULL;
+    Range *cur = NULL, *nxt = NULL;
+    int32_t *st_prev = NULL, *st_cur = NULL;
+    Walk w;
+    memset(&w, 0, sizeof w);
+
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*y*y*y*iOOw*w*d", &label, &clo, &chi, &tlo, &tn,
+                          &ids, &loff, &par, &start, &table_obj, &refill, &out_ids, &out_ends,
+                          &dense_fraction))
+        return NULL;
+    if (check(&label, 1, "label") || check(&clo, 4, "child_lo") || check(&chi, 4, "child_hi")
+        || check(&tlo, 4, "term_lo") || check(&tn, 4, "term_n") || check(&ids, 8, "ids")
+        || check(&loff, 4, "level_off") || check(&par, 4, "parent")
+        || check(&out_ids, 8, "out_ids")
+        || check(&out_ends, 8, "out_ends"))
+        goto done;
+    Py_ssize_t n_nodes = label.len, n_levels = loff.len / 4 - 1;
+    const int32_t *off = (const int32_t *)loff.buf, *parent = (const int32_t *)par.buf;
+    if (clo.len / 4 != n_nodes || chi.len / 4 != n_nodes || tlo.len / 4 != n_nodes
+        || tn.len / 4 != n_nodes || par.len / 4 != n_nodes || n_levels < 1 || off[0] != 0 || off[n_levels] != n_nodes
+        || out_ids.len != out_ends.len || out_ids.len <= ids.len) {
+        PyErr_SetString(PyExc_ValueError, "inconsistent trie arrays");
+        goto done;
+    }
+    Py_ssize_t width = 0;
+    for (Py_ssize_t d = 0; d < n_levels; d++) {
+        if (off[d + 1] < off[d]) {
+            PyErr_SetString(PyExc_ValueError, "level offsets must not decrease");
+            goto done;
+        }
+        if (off[d + 1] - off[d] > width)
+            width = off[d + 1] - off[d];
+    }
+    w.lab = (const uint8_t *)label.buf;
+    w.c_lo = (const int32_t *)clo.buf;
+    w.c_hi = (const int32_t *)chi.buf;
+    w.t_lo = (const int32_t *)tlo.buf;
+    w.t_n = (const int32_t *)tn.buf;
+    w.tok = (const int64_t *)ids.buf;
+    w.n_nodes = n_nodes;
+    w.n_tok = ids.len / 8;
+    w.o_ids = (int64_t *)out_ids.buf;
+    w.o_ends = (int64_t *)out_ends.buf;
+    w.cap = out_ids.len / 8;
+    w.refill = refill;
+    if (get_table(&w, table_obj) < 0)
+        goto done;
+    if (start < 0 || (Py_ssize_t)start * 256 >= w.n_entries) {
+        PyErr_SetString(PyExc_ValueError, "start state out of range");
+        goto done;
+    }
+    cur = PyMem_Malloc(sizeof(Range) * (size_t)(width + 1));
+    nxt = PyMem_Malloc(sizeof(Range) * (size_t)(width + 1));
+    st_prev = PyMem_Malloc(sizeof(int32_t) * (size_t)(width + 1));
+    st_cur = PyMem_Malloc(sizeof(int32_t) * (size_t)(width + 1));
+    if (cur == NULL || nxt == NULL || st_prev == NULL || st_cur == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    const int32_t *t_n = w.t_n, *t_lo = w.t_lo, *c_lo = w.c_lo, *c_hi = w.c_hi;
+    const int64_t *tok = w.tok;
+    const uint8_t *lab = w.lab;
+    int64_t *o_ids = w.o_ids, *o_ends = w.o_ends;
+    Py_ssize_t n_out = 0, n_cur = 0, d = 0;
+
+/* The tokens ending at node i, now in state nx (0: dead): written unconditionally (the
+ * output has a spare entry) and kept by advancing the count; several ids with one
+ * spelling take the slow path. */
+#define EMIT(i, nx)                                                                 \
+    do {                                                                            \
+        int32_t k_ = t_n[i], lo_ = t_lo[i];                                         \
+        if ((uint32_t)k_ <= 1 && (uint32_t)lo_ < (uint32_t)w.n_tok && n_out < w.cap) { \
+            o_ids[n_out] = tok[lo_];                                                \
+            o_ends[n_out] = (nx);                                                   \
+            n_out += k_ & ((nx) != 0);                                              \
+        } else if (nx) {                                                            \
+            w.n_out = n_out;                                                        \
+            if (emit(&w, (i), (nx)) < 0)                                            \
+                goto done;                                                          \
+            n_out = w.n_out;                                                        \
+        }                                                                           \
+    } while (0)
+
+    /* Dense phase: every node of level d gets a state in st_cur (0 once pruned) from its
+     * parent's, a sequential pass with no data-dependent branch; it lasts while more than
+     * dense_fraction of a level's nodes are alive. */
+    st_prev[0] = start;   /* level 0: every node's parent is the root, at position 0 */
+    for (d = 0; d < n_levels; d++) {
+        int32_t base = off[d], n = off[d + 1] - off[d];
+        uint32_t prev_n = d ? (uint32_t)(off[d] - off[d - 1]) : 1;
+        Py_ssize_t alive = 0;
+        const int32_t *T = w.T;
+        Py_ssize_t n_states = w.n_entries / 256;
+        for (int32_t j = 0; j < n; j++) {
+            int32_t i = base + j;
+            uint32_t p = (uint32_t)parent[i];
+            if (p >= prev_n) {
+                PyErr_SetString(PyExc_ValueError, "parent out of range");
+                goto done;
+            }
+            int32_t ps = st_prev[p];   /* a pruned parent is state 0, whose row is all 0 */
+            int32_t nx = T[(Py_ssize_t)ps * 256 + lab[i]];
+            if (nx < 0 || nx >= n_states) {
+                nx = next_state(&w, ps, lab[i]);
+                if (nx == -2)
+                    goto done;
+                T = w.T;
+                n_states = w.n_entries / 256;
+            }
+            EMIT(i, nx);
+            st_cur[j] = nx;
+            alive += nx != 0;
+        }
+        int32_t *t = st_prev;
+        st_prev = st_cur;
+        st_cur = t;
+        if ((double)alive <= dense_fraction * (double)n) {
+            /* few alive: hand the live nodes' children over as runs */
+            for (int32_t j = 0; j < n; j++) {
+                int32_t i = base + j, a = c_lo[i], b = c_hi[i];
+                if (a < 0 || b > n_nodes) {
+                    PyErr_SetString(PyExc_ValueError, "child run out of range");
+                    goto done;
+                }
+                cur[n_cur].lo = a;
+                cur[n_cur].hi = b;
+                cur[n_cur].state = st_prev[j];
+                n_cur += (st_prev[j] != 0) & (b > a);
+            }
+            d++;
+            break;
+        }
+    }
+
+    /* Sparse phase, level by level over a frontier of sibling runs: only live nodes'
+     * children are visited; runs too are written unconditionally and kept by count. */
+    for (; d < n_levels && n_cur; d++) {
+        Py_ssize_t n_nxt = 0;
+        for (Py_ssize_t r = 0; r < n_cur; r++) {
+            int32_t s = cur[r].state, hi = cur[r].hi;
+            const int32_t *row = w.T + (Py_ssize_t)s * 256;
+            Py_ssize_t n_states = w.n_entries / 256;
+            for (int32_t i = cur[r].lo; i < hi; i++) {
+                int32_t nx = row[lab[i]];
+                if (nx < 0 || nx >= n_states) {
+                    nx = next_state(&w, s, lab[i]);
+                    if (nx == -2)
+                        goto done;
+                    row = w.T + (Py_ssize_t)s * 256;
+                    n_states = w.n_entries / 256;
+                }
+                EMIT(i, nx);
+                int32_t a = c_lo[i], b = c_hi[i];
+                if (a < 0 || b > n_nodes || n_nxt >= width) {
+                    PyErr_SetString(PyExc_ValueError, "child run out of range");
+                    goto done;
+                }
+                nxt[n_nxt].lo = a;
+                nxt[n_nxt].hi = b;
+                nxt[n_nxt].state = nx;
+                n_nxt += (nx != 0) & (b > a);
+            }
+        }
+        Range *t = cur;
+        cur = nxt;
+        nxt = t;
+        n_cur = n_nxt;
+    }
+#undef EMIT
+    result = PyLong_FromSsize_t(n_out);
+
+done:
+    PyMem_Free(cur);
+    PyMem_Free(nxt);
+    PyMem_Free(st_prev);
+    PyMem_Free(st_cur);
+    if (w.have_table)
+        PyBuffer_Release(&w.tview);
+    PyBuffer_Release(&label);
+    PyBuffer_Release(&clo);
+    PyBuffer_Release(&chi);
+    PyBuffer_Release(&tlo);
+    PyBuffer_Release(&tn);
+    PyBuffer_Release(&ids);
+    PyBuffer_Release(&loff);
+    PyBuffer_Release(&par);
+    PyBuffer_Release(&out_ids);
+    PyBuffer_Release(&out_ends);
+    return result;
+}
+
+static PyMethodDef native_methods[] = {
+    {"walk", native_walk, METH_VARARGS,
+     "walk(label, child_lo, child_hi, term_lo, term_n, ids, level_off, parent, start, table, "
+     "refill, out_ids, out_ends, dense_fraction) -> count: token-trie walk over an int32 "
+     "transition table (see grammar/_native.c)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef native_module = {
+    PyModuleDef_HEAD_INIT, "grammar._native",
+    "C implementation of the token-trie walk (optional; grammar.index falls back to numpy).",
+    -1, native_methods,
+};
+
+PyMODINIT_FUNC
+PyInit__native(void)
+{
+    return PyModule_Create(&native_module);
+}
