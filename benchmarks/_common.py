@@ -319,9 +319,20 @@ def capture_env(argv: Sequence[str] | None = None) -> dict[str, Any]:
         **git_info(),
         "machine": machine_info(),
         "versions": package_versions(),
+        "native_walk": native_walk(),
         "load_avg_start": load_average(),
     }
     return env
+
+
+def native_walk() -> bool | None:
+    """Whether our engine walks the token trie in C (``grammar._native``); None when the
+    ``grammar`` package is not importable."""
+    try:
+        from grammar import index  # noqa: PLC0415
+    except ImportError:
+        return None
+    return bool(index.NATIVE)
 
 
 def finish_env(env: dict[str, Any]) -> dict[str, Any]:
