@@ -16,8 +16,8 @@
  * The walk from `start` is dense (every node of a level) while more than dense_fraction
  * of a level's nodes are alive, then sparse (the live nodes' children only).  It writes
  * every accepted token id and its end state to out_ids / out_ends (int64, room for every
- * token plus one) and returns how many it wrote.  Only the
- * buffer protocol is used, so the module builds without numpy's headers.
+ * token plus one) and returns how many it wrote.  Only the buffer protocol is used, so the
+ * module builds without numpy's headers.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -144,13 +144,13 @@ native_walk(PyObject *Py_UNUSED(module), PyObject *args)
     if (check(&label, 1, "label") || check(&clo, 4, "child_lo") || check(&chi, 4, "child_hi")
         || check(&tlo, 4, "term_lo") || check(&tn, 4, "term_n") || check(&ids, 8, "ids")
         || check(&loff, 4, "level_off") || check(&par, 4, "parent")
-        || check(&out_ids, 8, "out_ids")
-        || check(&out_ends, 8, "out_ends"))
+        || check(&out_ids, 8, "out_ids") || check(&out_ends, 8, "out_ends"))
         goto done;
     Py_ssize_t n_nodes = label.len, n_levels = loff.len / 4 - 1;
     const int32_t *off = (const int32_t *)loff.buf, *parent = (const int32_t *)par.buf;
     if (clo.len / 4 != n_nodes || chi.len / 4 != n_nodes || tlo.len / 4 != n_nodes
-        || tn.len / 4 != n_nodes || par.len / 4 != n_nodes || n_levels < 1 || off[0] != 0 || off[n_levels] != n_nodes
+        || tn.len / 4 != n_nodes || par.len / 4 != n_nodes || n_levels < 1 || off[0] != 0
+        || off[n_levels] != n_nodes
         || out_ids.len != out_ends.len || out_ids.len <= ids.len) {
         PyErr_SetString(PyExc_ValueError, "inconsistent trie arrays");
         goto done;

@@ -70,6 +70,7 @@ class TokenTrie:
         toks = [data[i] for i in order]
         n = len(toks)
         self.size = n
+        self._flat: tuple | None = None   # the C walk's arrays (below)
         if n == 0:
             self.levels: list[_Level] = []
             return
@@ -135,18 +136,22 @@ class TokenTrie:
             self._level_ends.append((node_of, pos))
         # the same nodes numbered globally (level by level) for the C walk, int32 except
         # the uint8 labels and the ids: child ranges in global numbers, each node's parent
-        # by its position within the level above
-        offs = np.cumsum([0] + [len(lv.label) for lv in levels])
-        self._flat = (
-            np.concatenate([lv.label for lv in levels]).astype(np.uint8),
-            np.concatenate([lv.child_lo + offs[d + 1] for d, lv in enumerate(levels)]).astype(np.int32),
-            np.concatenate([lv.child_hi + offs[d + 1] for d, lv in enumerate(levels)]).astype(np.int32),
-            np.concatenate([lv.term_lo for lv in levels]).astype(np.int32),
-            np.concatenate([lv.term_n for lv in levels]).astype(np.int32),
-            self.ids,
-            offs.astype(np.int32),
-            np.concatenate([np.zeros(len(levels[0].label), np.int64)] + self._parent[1:]).astype(np.int32),
-        )
+        # by its position within the level above (the root, 0, at depth 0)
+        if _native is not None:
+            offs = np.cumsum([0] + [len(lv.label) for lv in levels])
+            parents = [np.zeros(len(levels[0].label), np.int64)] + self._parent[1:]
+            self._flat = (
+                np.concatenate([lv.label for lv in levels]).astype(np.uint8),
+                np.concatenate([lv.child_lo + offs[d + 1]
+                                for d, lv in enumerate(levels)]).astype(np.int32),
+                np.concatenate([lv.child_hi + offs[d + 1]
+                                for d, lv in enumerate(levels)]).astype(np.int32),
+                np.concatenate([lv.term_lo for lv in levels]).astype(np.int32),
+                np.concatenate([lv.term_n for lv in levels]).astype(np.int32),
+                self.ids,
+                offs.astype(np.int32),
+                np.concatenate(parents).astype(np.int32),
+            )
 
     @property
     def nbytes(self) -> int:
@@ -155,19 +160,23 @@ class TokenTrie:
             n += sum(a.nbytes for a in (lv.label, lv.child_lo, lv.child_hi, lv.term_lo, lv.term_n))
         n += sum(p.nbytes for p in self._parent) if self.levels else 0
         n += sum(a.nbytes + b.nbytes for a, b in self._level_ends) if self.levels else 0
+        if self._flat is not None:
+            n += sum(a.nbytes for a in self._flat[:5] + self._flat[6:])   # ids counted above
         return n
 
     def walk_table(self, start: int, table: np.ndarray, refill: Callable[[int], np.ndarray],
                    dense_fraction: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
         """Same result as :meth:`walk`, over a transition table: ``table`` is int32 with
-        256 entries a state, 0 the dead state and -1 where a state's row is not computed
-        yet; ``refill(s)`` computes the row of ``s`` and returns the table (which it may
-        have reallocated).  Depth-first in C when :data:`NATIVE`; else the numpy walk."""
-        if _native is None:
+        256 entries a state, 0 the dead state (its row all 0) and -1 where a state's row is
+        not computed yet; ``refill(s)`` computes the row of ``s`` and returns the table
+        (which it may have reallocated).
+
+        In C when :data:`NATIVE`: every node of a level while more than ``dense_fraction``
+        of the previous level's nodes are alive, then only the live nodes' children (see
+        ``grammar/_native.c``).  Otherwise the numpy :meth:`walk`, with its own switch
+        point."""
+        if self._flat is None:   # no C walk, or an empty trie
             return self.walk(start, _table_step(table, refill))
-        empty = np.zeros(0, np.int64)
-        if not self.levels:
-            return empty, empty
         out_ids = np.empty(self.size + 1, np.int64)    # one spare entry (see _native.c)
         out_ends = np.empty(self.size + 1, np.int64)
         n = _native.walk(*self._flat, int(start), table, refill, out_ids, out_ends,

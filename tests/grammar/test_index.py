@@ -108,7 +108,7 @@ def test_walk_table_matches_reference(seed):
             assert got == sorted((int(ids[i]), s) for i, s in want.items()), (name, start)
 
 
-@pytest.mark.skipif(gindex._native is None, reason="grammar._native was not built (no C compiler)")
+@pytest.mark.skipif(gindex._native is None, reason="the C walk is not in use (not built, or GRAMMAR_NO_NATIVE set)")
 def test_native_walk_propagates_refill_errors_and_checks_the_table():
     toks = [b"ab", b"b"]
     trie = TokenTrie(np.arange(2), toks)
@@ -149,6 +149,9 @@ def test_levels_tile_and_parents():
 def test_empty_trie_walks_to_nothing():
     trie = TokenTrie(np.zeros(0, np.int64), [])
     ids, ends = trie.walk(1, lambda st, lab: st)
+    assert len(ids) == 0 and len(ends) == 0
+    table = np.zeros((2, 256), np.int32)
+    ids, ends = trie.walk_table(1, table, lambda s: table)
     assert len(ids) == 0 and len(ends) == 0
 
 
