@@ -31,12 +31,12 @@ typedef struct {
     int32_t state;
 } Range;
 
-/* What one walk reads and writes; the table is re-fetched after every refill. */
+/* What next_state() and emit() share with the walk; the table is re-fetched after every
+ * refill. */
 typedef struct {
-    const uint8_t *lab;
-    const int32_t *c_lo, *c_hi, *t_lo, *t_n;
+    const int32_t *t_lo, *t_n;
     const int64_t *tok;
-    Py_ssize_t n_nodes, n_tok;
+    Py_ssize_t n_tok;
     int64_t *o_ids, *o_ends;
     Py_ssize_t cap, n_out;
     PyObject *refill;
@@ -164,13 +164,9 @@ native_walk(PyObject *Py_UNUSED(module), PyObject *args)
         if (off[d + 1] - off[d] > width)
             width = off[d + 1] - off[d];
     }
-    w.lab = (const uint8_t *)label.buf;
-    w.c_lo = (const int32_t *)clo.buf;
-    w.c_hi = (const int32_t *)chi.buf;
     w.t_lo = (const int32_t *)tlo.buf;
     w.t_n = (const int32_t *)tn.buf;
     w.tok = (const int64_t *)ids.buf;
-    w.n_nodes = n_nodes;
     w.n_tok = ids.len / 8;
     w.o_ids = (int64_t *)out_ids.buf;
     w.o_ends = (int64_t *)out_ends.buf;
@@ -190,9 +186,10 @@ native_walk(PyObject *Py_UNUSED(module), PyObject *args)
         PyErr_NoMemory();
         goto done;
     }
-    const int32_t *t_n = w.t_n, *t_lo = w.t_lo, *c_lo = w.c_lo, *c_hi = w.c_hi;
+    const int32_t *t_n = w.t_n, *t_lo = w.t_lo;
+    const int32_t *c_lo = (const int32_t *)clo.buf, *c_hi = (const int32_t *)chi.buf;
     const int64_t *tok = w.tok;
-    const uint8_t *lab = w.lab;
+    const uint8_t *lab = (const uint8_t *)label.buf;
     int64_t *o_ids = w.o_ids, *o_ends = w.o_ends;
     Py_ssize_t n_out = 0, n_cur = 0, d = 0;
 
@@ -212,6 +209,21 @@ native_walk(PyObject *Py_UNUSED(module), PyObject *args)
                 goto done;                                                          \
             n_out = w.n_out;                                                        \
         }                                                                           \
+    } while (0)
+
+/* The children of node i, entered in state nx, as a run of the next level: written
+ * unconditionally and kept when alive with children. */
+#define PUSH_RUN(runs, n_runs, i, nx)                                               \
+    do {                                                                            \
+        int32_t a_ = c_lo[i], b_ = c_hi[i];                                         \
+        if (a_ < 0 || b_ > n_nodes || (n_runs) >= width) {                          \
+            PyErr_SetString(PyExc_ValueError, "child run out of range");            \
+            goto done;                                                              \
+        }                                                                           \
+        (runs)[n_runs].lo = a_;                                                     \
+        (runs)[n_runs].hi = b_;                                                     \
+        (runs)[n_runs].state = (nx);                                                \
+        (n_runs) += ((nx) != 0) & (b_ > a_);                                        \
     } while (0)
 
     /* Dense phase: every node of level d gets a state in st_cur (0 once pruned) from its
@@ -249,17 +261,8 @@ native_walk(PyObject *Py_UNUSED(module), PyObject *args)
         st_cur = t;
         if ((double)alive <= dense_fraction * (double)n) {
             /* few alive: hand the live nodes' children over as runs */
-            for (int32_t j = 0; j < n; j++) {
-                int32_t i = base + j, a = c_lo[i], b = c_hi[i];
-                if (a < 0 || b > n_nodes) {
-                    PyErr_SetString(PyExc_ValueError, "child run out of range");
-                    goto done;
-                }
-                cur[n_cur].lo = a;
-                cur[n_cur].hi = b;
-                cur[n_cur].state = st_prev[j];
-                n_cur += (st_prev[j] != 0) & (b > a);
-            }
+            for (int32_t j = 0; j < n; j++)
+                PUSH_RUN(cur, n_cur, base + j, st_prev[j]);
             d++;
             break;
         }
@@ -283,15 +286,7 @@ native_walk(PyObject *Py_UNUSED(module), PyObject *args)
                     n_states = w.n_entries / 256;
                 }
                 EMIT(i, nx);
-                int32_t a = c_lo[i], b = c_hi[i];
-                if (a < 0 || b > n_nodes || n_nxt >= width) {
-                    PyErr_SetString(PyExc_ValueError, "child run out of range");
-                    goto done;
-                }
-                nxt[n_nxt].lo = a;
-                nxt[n_nxt].hi = b;
-                nxt[n_nxt].state = nx;
-                n_nxt += (nx != 0) & (b > a);
+                PUSH_RUN(nxt, n_nxt, i, nx);
             }
         }
         Range *t = cur;
@@ -300,6 +295,7 @@ native_walk(PyObject *Py_UNUSED(module), PyObject *args)
         n_cur = n_nxt;
     }
 #undef EMIT
+#undef PUSH_RUN
     result = PyLong_FromSsize_t(n_out);
 
 done:
@@ -333,7 +329,7 @@ static PyMethodDef native_methods[] = {
 static struct PyModuleDef native_module = {
     PyModuleDef_HEAD_INIT, "grammar._native",
     "C implementation of the token-trie walk (optional; grammar.index falls back to numpy).",
-    -1, native_methods,
+    -1, native_methods, NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC

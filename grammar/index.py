@@ -253,16 +253,16 @@ class TokenTrie:
 
 def _table_step(table: np.ndarray, refill: Callable[[int], np.ndarray]):
     """A ``step`` function for :meth:`TokenTrie.walk` over a refillable table."""
-    ref = [table]
 
     def step(states: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        nonlocal table
         flat = states * np.int64(256) + labels
-        nxt = ref[0].reshape(-1).take(flat)
+        nxt = table.reshape(-1).take(flat)
         miss = nxt < 0
         if miss.any():
             for s in np.unique(states[miss]).tolist():
-                ref[0] = refill(s)
-            nxt[miss] = ref[0].reshape(-1).take(flat[miss])
+                table = refill(s)
+            nxt[miss] = table.reshape(-1).take(flat[miss])
         return nxt
 
     return step
