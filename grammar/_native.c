@@ -318,17 +318,251 @@ done:
     return result;
 }
 
+/* ------------------------------------------------------------------------------------
+ * fingerprint(value, key) -> 16 bytes, or None
+ *
+ * A cache key for a JSON-like value: keyed SipHash-1-3 with 128-bit output over a
+ * prefix-free encoding of the value (a type tag, then the contents; containers give their
+ * length first, dicts their items in order), so different values give different byte
+ * streams and, under a secret 16-byte key, different fingerprints except with negligible
+ * probability, even for values chosen to collide.  Takes dict, list, tuple, str, int
+ * (64-bit), float, bool and None, exact types only; anything else, or nesting past the
+ * recursion limit, gives None (the caller falls back to a serialisation).  No Python code
+ * runs during the traversal, so the borrowed references stay valid.
+ */
+#define SIP_BUF 4096   /* bytes are gathered here and compressed 8 at a time when full */
+
+typedef struct {
+    uint64_t v0, v1, v2, v3;
+    uint64_t len;      /* bytes compressed so far */
+    size_t n;          /* bytes waiting in buf */
+    unsigned char buf[SIP_BUF];
+} Sip;
+
+#define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+#define SIPROUND(v0, v1, v2, v3)                                                        \
+    do {                                                                                \
+        v0 += v1; v1 = ROTL(v1, 13); v1 ^= v0; v0 = ROTL(v0, 32);                       \
+        v2 += v3; v3 = ROTL(v3, 16); v3 ^= v2;                                          \
+        v0 += v3; v3 = ROTL(v3, 21); v3 ^= v0;                                          \
+        v2 += v1; v1 = ROTL(v1, 17); v1 ^= v2; v2 = ROTL(v2, 32);                       \
+    } while (0)
+
+static inline uint64_t
+load_le64(const unsigned char *p)
+{
+    uint64_t m = 0;
+    for (int b = 0; b < 8; b++)   /* a fixed byte order; compilers turn this into one load */
+        m |= (uint64_t)p[b] << (8 * b);
+    return m;
+}
+
+/* Compress the whole 8-byte words waiting in the buffer (one SipRound each: c = 1). */
+static void
+sip_compress(Sip *s)
+{
+    uint64_t v0 = s->v0, v1 = s->v1, v2 = s->v2, v3 = s->v3;
+    size_t words = s->n / 8;
+    for (size_t i = 0; i < words; i++) {
+        uint64_t m = load_le64(s->buf + 8 * i);
+        v3 ^= m;
+        SIPROUND(v0, v1, v2, v3);
+        v0 ^= m;
+    }
+    s->v0 = v0; s->v1 = v1; s->v2 = v2; s->v3 = v3;
+    s->len += 8 * words;
+    memmove(s->buf, s->buf + 8 * words, s->n - 8 * words);
+    s->n -= 8 * words;
+}
+
+static void
+sip_bytes(Sip *s, const unsigned char *p, size_t n)
+{
+    if (n <= 32 && SIP_BUF - s->n >= n) {   /* most strings: skip memcpy's call */
+        for (size_t i = 0; i < n; i++)
+            s->buf[s->n + i] = p[i];
+        s->n += n;
+        return;
+    }
+    while (n) {
+        size_t take = SIP_BUF - s->n < n ? SIP_BUF - s->n : n;
+        memcpy(s->buf + s->n, p, take);
+        s->n += take;
+        p += take;
+        n -= take;
+        if (s->n == SIP_BUF)
+            sip_compress(s);
+    }
+}
+
+/* A type tag and a number: 8 bytes for int and float payloads, a varint (7 bits a byte,
+ * high bit = more) for lengths and booleans, which keeps the common short items short. */
+static inline void
+sip_tag(Sip *s, unsigned char tag, uint64_t x, int fixed)
+{
+    if (SIP_BUF - s->n < 11)
+        sip_compress(s);
+    unsigned char *b = s->buf + s->n;
+    size_t k = 0;
+    b[k++] = tag;
+    if (fixed) {
+        for (int i = 0; i < 8; i++)
+            b[k++] = (unsigned char)(x >> (8 * i));
+    }
+    else {
+        while (x >= 0x80) {
+            b[k++] = (unsigned char)(x | 0x80);
+            x >>= 7;
+        }
+        b[k++] = (unsigned char)x;
+    }
+    s->n += k;
+}
+
+/* 0 on success, 1 for a value outside the encoding, -1 with an exception set. */
+static int
+fp_value(Sip *s, PyObject *o)
+{
+    if (o == Py_None) {
+        sip_tag(s, 'N', 0, 0);
+    }
+    else if (o == Py_True || o == Py_False) {
+        sip_tag(s, 'B', o == Py_True, 0);
+    }
+    else if (PyLong_CheckExact(o)) {
+        int overflow;
+        long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
+        if (overflow)
+            return 1;
+        if (v == -1 && PyErr_Occurred())
+            return -1;
+        sip_tag(s, 'i', (uint64_t)v, 1);
+    }
+    else if (PyFloat_CheckExact(o)) {
+        double d = PyFloat_AS_DOUBLE(o);
+        uint64_t bits;
+        memcpy(&bits, &d, 8);
+        sip_tag(s, 'f', bits, 1);
+    }
+    else if (PyUnicode_CheckExact(o)) {
+#if PY_VERSION_HEX < 0x030C0000
+        if (PyUnicode_READY(o) < 0)
+            return -1;
+#endif
+        /* a string's code points are its kind (1, 2 or 4 bytes each) and raw data */
+        int kind = PyUnicode_KIND(o);
+        Py_ssize_t n = PyUnicode_GET_LENGTH(o);
+        sip_tag(s, (unsigned char)('0' + kind), (uint64_t)n, 0);
+        sip_bytes(s, (const unsigned char *)PyUnicode_DATA(o), (size_t)n * (size_t)kind);
+    }
+    else {
+        int dict = PyDict_CheckExact(o), list = PyList_CheckExact(o);
+        if (!dict && !list && !PyTuple_CheckExact(o))
+            return 1;
+        if (Py_EnterRecursiveCall(" while fingerprinting a value"))
+            return -1;
+        int r = 0;
+        if (dict) {
+            Py_ssize_t pos = 0;
+            PyObject *k, *v;
+            sip_tag(s, 'd', (uint64_t)PyDict_GET_SIZE(o), 0);
+            while (r == 0 && PyDict_Next(o, &pos, &k, &v)) {
+                r = fp_value(s, k);
+                if (r == 0)
+                    r = fp_value(s, v);
+            }
+        }
+        else {
+            Py_ssize_t n = list ? PyList_GET_SIZE(o) : PyTuple_GET_SIZE(o);
+            PyObject **items = list ? ((PyListObject *)o)->ob_item : ((PyTupleObject *)o)->ob_item;
+            sip_tag(s, list ? 'l' : 't', (uint64_t)n, 0);
+            for (Py_ssize_t i = 0; r == 0 && i < n; i++)
+                r = fp_value(s, items[i]);
+        }
+        Py_LeaveRecursiveCall();
+        return r;
+    }
+    return 0;
+}
+
+static PyObject *
+native_fingerprint(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *value;
+    Py_buffer key;
+    if (!PyArg_ParseTuple(args, "Oy*:fingerprint", &value, &key))
+        return NULL;
+    if (key.len != 16) {
+        PyBuffer_Release(&key);
+        PyErr_SetString(PyExc_ValueError, "the key must be 16 bytes");
+        return NULL;
+    }
+    uint64_t k0 = 0, k1 = 0;
+    const unsigned char *kb = (const unsigned char *)key.buf;
+    for (int i = 0; i < 8; i++) {
+        k0 |= (uint64_t)kb[i] << (8 * i);
+        k1 |= (uint64_t)kb[8 + i] << (8 * i);
+    }
+    PyBuffer_Release(&key);
+    Sip *s = PyMem_Malloc(sizeof(Sip));
+    if (s == NULL)
+        return PyErr_NoMemory();
+    s->v0 = k0 ^ 0x736f6d6570736575ULL;
+    s->v1 = k1 ^ 0x646f72616e646f6dULL ^ 0xee;   /* 0xee: the 128-bit output variant */
+    s->v2 = k0 ^ 0x6c7967656e657261ULL;
+    s->v3 = k1 ^ 0x7465646279746573ULL;
+    s->len = 0;
+    s->n = 0;
+    int r = fp_value(s, value);
+    if (r < 0 && PyErr_ExceptionMatches(PyExc_RecursionError)) {
+        PyErr_Clear();
+        r = 1;
+    }
+    if (r != 0) {
+        PyMem_Free(s);
+        if (r < 0)
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    /* the last 0-7 bytes and the length; then d = 3 rounds per 64-bit half */
+    sip_compress(s);
+    uint64_t last = (s->len + s->n) << 56;
+    for (size_t b = 0; b < s->n; b++)
+        last |= (uint64_t)s->buf[b] << (8 * b);
+    uint64_t v0 = s->v0, v1 = s->v1, v2 = s->v2, v3 = s->v3;
+    PyMem_Free(s);
+    v3 ^= last;
+    SIPROUND(v0, v1, v2, v3);
+    v0 ^= last;
+    v2 ^= 0xee;
+    SIPROUND(v0, v1, v2, v3); SIPROUND(v0, v1, v2, v3); SIPROUND(v0, v1, v2, v3);
+    uint64_t out[2];
+    out[0] = v0 ^ v1 ^ v2 ^ v3;
+    v1 ^= 0xdd;
+    SIPROUND(v0, v1, v2, v3); SIPROUND(v0, v1, v2, v3); SIPROUND(v0, v1, v2, v3);
+    out[1] = v0 ^ v1 ^ v2 ^ v3;
+    unsigned char digest[16];
+    for (int i = 0; i < 16; i++)
+        digest[i] = (unsigned char)(out[i / 8] >> (8 * (i % 8)));
+    return PyBytes_FromStringAndSize((const char *)digest, 16);
+}
+
 static PyMethodDef native_methods[] = {
     {"walk", native_walk, METH_VARARGS,
      "walk(label, child_lo, child_hi, term_lo, term_n, ids, level_off, parent, start, table, "
      "refill, out_ids, out_ends, dense_fraction) -> count: token-trie walk over an int32 "
      "transition table (see grammar/_native.c)."},
+    {"fingerprint", native_fingerprint, METH_VARARGS,
+     "fingerprint(value, key) -> bytes | None: keyed SipHash-1-3-128 of a JSON-like value "
+     "(see grammar/_native.c)."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef native_module = {
     PyModuleDef_HEAD_INIT, "grammar._native",
-    "C implementation of the token-trie walk (optional; grammar.index falls back to numpy).",
+    "C implementations of the token-trie walk and of the schema fingerprint (optional; "
+    "grammar falls back to numpy and marshal).",
     -1, native_methods, NULL, NULL, NULL, NULL,
 };
 

@@ -21,27 +21,19 @@ name special tokens by id (see :func:`grammar.ir.special`).
 
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
+from .native import NATIVE  # re-exported: whether the token walk runs in C
+from .native import ext as _native  # the C walk, or None: the numpy walk
+
 if TYPE_CHECKING:  # pragma: no cover
     from .vocab import Vocabulary
 
 __all__ = ["NATIVE", "TokenIndex", "TokenTrie", "token_index"]
-
-try:  # the C walk (grammar/_native.c), built by `pip install`; numpy is the fallback
-    from . import _native
-except ImportError:  # pragma: no cover - depends on the install
-    _native = None
-if os.environ.get("GRAMMAR_NO_NATIVE"):  # force the numpy walk (tests, comparisons)
-    _native = None
-
-#: Whether the token walk runs in C (``grammar._native``) rather than in numpy.
-NATIVE = _native is not None
 
 
 @dataclass(frozen=True)

@@ -1982,7 +1982,8 @@ def json_schema_term(schema: dict | bool | str, options: JsonOptions = JsonOptio
             # the context's caches form reference cycles (nodes, locations and the
             # resolver's retrieve hook point back at it): emptying them frees the schema's
             # sub-objects now rather than at the next garbage collection, so their
-            # reference counts (hence grammar.grammar.fast_key) are as before the call
+            # reference counts (hence the marshal fallback of grammar.grammar.fast_key)
+            # are as before the call
             ctx.__dict__.clear()
     ir.declare_no_specials(term)   # JSON values are text: saves walking the whole term
     return SchemaResult(term=term, ignored=tuple(comp.ignored), narrowed=tuple(comp.narrowed))
