@@ -900,6 +900,13 @@ class _Compiler:
     def universe(self, sg: _Sigma) -> dict:
         return self.lang((), sg)
 
+    def _universe_of(self, sg: _Sigma, t: str) -> Term:
+        """``universe(sg)[t]``: a scalar type's universe is built alone (it does not depend
+        on the location), so a scalar intersection builds no object or array universe."""
+        if t in ("object", "array"):
+            return self.universe(sg)[t]
+        return self._scalar(t, ())
+
     def lang(self, c: tuple, sg: _Sigma) -> dict:
         key = (frozenset(m.key for m in c), sg.id)
         v = self._lang_memo.get(key)
@@ -950,19 +957,16 @@ class _Compiler:
                         self._static_closure(m),
                         _OBJECT_KWS + ("dependentSchemas",) if kind == "obj" else _ARRAY_KWS):
                     self._uneval_dynamic.add((m.key, kind))
-        out: dict[str, Term] = {}
-        if "null" in types:
-            out["null"] = null_term()
-        if "boolean" in types:
-            out["boolean"] = boolean_term()
-        if "number" in types:
-            out["number"] = self._number(c, int_drafts)
-        if "string" in types:
-            out["string"] = self._string(c)
+        out: dict[str, Term] = {t: self._scalar(t, c, int_drafts)
+                                for t in ("null", "boolean", "number", "string") if t in types}
+        # the structural types: a conjunction without their keywords leaves the
+        # location's universe, built only if an intersection still needs it (an anyOf's
+        # branches replace it; c == () is the universe itself)
         if "array" in types:
-            out["array"] = self._array(c, sg)
+            out["array"] = _UNBUILT if c and not _mentions(c, _ARRAY_KWS) else self._array(c, sg)
         if "object" in types:
-            out["object"] = self._object(c, sg)
+            out["object"] = (_UNBUILT if c and not _mentions(c, _OBJECT_KWS)
+                             else self._object(c, sg))
         out = {k: v for k, v in out.items() if v is not NOTHING}
         # enum / const
         for m in c:
@@ -991,9 +995,22 @@ class _Compiler:
         # non-conjunctive applicators
         if any(self._has_dyn(m) for m in c):
             out = self._dynamic(c, sg, out)
+        for t, v in out.items():
+            if v is _UNBUILT:
+                out[t] = self._object(c, sg) if t == "object" else self._array(c, sg)
         if any((m.key, k) in self._uneval_dynamic for m in c for k in ("obj", "arr")):
             out = self._uneval_constraints(c, sg, out)
         return {k: v for k, v in out.items() if v is not NOTHING}
+
+    def _scalar(self, t: str, c: tuple, int_drafts: list[int] | None = None) -> Term:
+        """The term of scalar type ``t`` under the conjunction ``c``."""
+        if t == "null":
+            return null_term()
+        if t == "boolean":
+            return boolean_term()
+        if t == "number":
+            return self._number(c, int_drafts or [])
+        return self._string(c)
 
     @staticmethod
     def _has_dyn(m: _Node) -> bool:
@@ -1002,7 +1019,14 @@ class _Compiler:
 
     def _dynamic(self, c: tuple, sg: _Sigma, out: dict) -> dict:
         ctx = self.ctx
-        U = None
+        memo: dict[str, Term] = {}
+
+        def univ(t: str) -> Term:   # the universe of type t here, built on first use
+            u = memo.get(t)
+            if u is None:
+                u = memo[t] = self._universe_of(sg, t)
+            return u
+
         for m in c:
             s = m.schema
             for kw in ("anyOf", "oneOf"):
@@ -1012,47 +1036,46 @@ class _Compiler:
                 if not isinstance(br, list) or not br:
                     self.bad(m, kw, f"{kw} must be a non-empty array")
                 langs = [self.lang_of([ctx.child(m, x, kw, i)], sg) for i, x in enumerate(br)]
-                if U is None:
-                    U = self.universe(sg)
                 for t in list(out):
                     parts = [lg.get(t, NOTHING) for lg in langs]
                     # every branch language lies inside the universe of this location, so
                     # a side that is the whole universe drops out of the intersection (no
-                    # intersection term: {"anyOf": [...]} alone costs what its branches do)
+                    # intersection term: {"anyOf": [...]} alone costs what its branches
+                    # do, and builds no universe when the location's own one is unbuilt)
+                    if kw == "anyOf" and out[t] is _UNBUILT:
+                        out[t] = alt(*parts)
+                        continue
                     if kw == "anyOf":
-                        out[t] = _meet(out[t], alt(*parts), U.get(t))
+                        out[t] = _meet(out[t], alt(*parts), univ(t))
                     else:
-                        out[t] = _meet(out[t], _exactly_one(parts, U[t]), U.get(t))
+                        out[t] = _meet(out[t], _exactly_one(parts, univ(t)), univ(t))
             if m.has("not"):
                 L = self.lang_of([ctx.child(m, s["not"], "not")], sg)
-                if U is None:
-                    U = self.universe(sg)
                 for t in list(out):
                     lt = L.get(t, NOTHING)
                     if lt is NOTHING:
                         continue
-                    if lt is U[t]:
+                    if lt is univ(t):
                         out[t] = NOTHING
                         continue
-                    out[t] = _meet(out[t], both(U[t], neg(lt)), None)
+                    out[t] = _meet(out[t], both(univ(t), neg(lt)), None)
             if m.has("if"):
                 I = self.lang_of([ctx.child(m, s["if"], "if")], sg)
                 T = self.lang_of([ctx.child(m, s["then"], "then")], sg) if m.has("then") else None
                 E = self.lang_of([ctx.child(m, s["else"], "else")], sg) if m.has("else") else None
                 if T is not None or E is not None:
-                    if U is None:
-                        U = self.universe(sg)
                     for t in list(out):
                         it = I.get(t, NOTHING)
-                        tt = U[t] if T is None else T.get(t, NOTHING)
-                        et = U[t] if E is None else E.get(t, NOTHING)
+                        tt = univ(t) if T is None else T.get(t, NOTHING)
+                        et = univ(t) if E is None else E.get(t, NOTHING)
                         if it is NOTHING:
                             r = et
-                        elif it is U[t]:
+                        elif it is univ(t):
                             r = tt
                         else:
-                            r = alt(_meet(it, tt, U[t]), _meet(both(U[t], neg(it)), et, U[t]))
-                        out[t] = _meet(out[t], r, U[t])
+                            u = univ(t)
+                            r = alt(_meet(it, tt, u), _meet(both(u, neg(it)), et, u))
+                        out[t] = _meet(out[t], r, univ(t))
             for kw in ("dependentSchemas", "dependencies"):
                 d = m.get(kw)
                 if d is None or "object" not in out:
@@ -1064,12 +1087,10 @@ class _Compiler:
                         continue  # dependentRequired form: handled by _object
                     L = self.lang_of([ctx.child(m, sub, kw, name)], sg)
                     lo = L.get("object", NOTHING)
-                    if U is None:
-                        U = self.universe(sg)
-                    if lo is U["object"]:
+                    if lo is univ("object"):
                         continue
                     without = self._object((), sg, forbid=frozenset([name]))
-                    out["object"] = _meet(out["object"], alt(without, lo), U["object"])
+                    out["object"] = _meet(out["object"], alt(without, lo), univ("object"))
         return out
 
     # -- literals
@@ -1778,7 +1799,12 @@ class _Compiler:
         for a, bs in deps.items():
             for b in bs:
                 rdeps.setdefault(b, set()).add(a)
-        pos = {k: i for i, k in enumerate(order)}
+        # a name that can have no value and that no requirement or dependency mentions
+        # can only be left out: drop its slot (with many anyOf branches at one location,
+        # most of the location's names are such slots in each branch)
+        named = required | set(deps) | set(rdeps)
+        slots = [(k, v) for k, v in slots if v is not NOTHING or k in named]
+        pos = {k: i for i, (k, _v) in enumerate(slots)}
         memo: dict = {}
 
         def region(cnt: int) -> Term:
@@ -1802,7 +1828,7 @@ class _Compiler:
             return seq(repeat(seq(sep, member), rlo, rhi), close)
 
         def dp2(i: int, cnt: int, must: frozenset, must_not: frozenset) -> Term:
-            if i == len(order):
+            if i == len(slots):
                 return NOTHING if must else region(cnt)
             key = (i, cnt, must, must_not)
             r = memo.get(key)
@@ -1886,6 +1912,16 @@ def _nonneg_int(comp: _Compiler, m: _Node, kw: str) -> int:
     return x
 
 
+#: Stands for the universe of a structural type at a location in ``_Compiler._build``
+#: until an intersection needs it: every language met with it lies inside it.
+_UNBUILT: Any = object()
+
+
+def _mentions(c: tuple, kws: tuple[str, ...]) -> bool:
+    """Whether a member of the conjunction ``c`` has one of the keywords ``kws``."""
+    return any(m.has(k) for m in c for k in kws)
+
+
 _CONSTRAINING = frozenset(_INPLACE_KWS + _OBJECT_KWS + _ARRAY_KWS + _STRING_KWS
                           + _NUMBER_KWS + ("dependentSchemas", "dependentRequired")) - {
     "nullable"}
@@ -1903,7 +1939,9 @@ def _trivial(m: _Node) -> bool:
 
 def _meet(a: Term, b: Term, U: Term | None) -> Term:
     """Intersection of two languages inside the same universe ``U`` (shortcuts when one
-    side is ``U``)."""
+    side is ``U``; ``a`` may be :data:`_UNBUILT`, the universe not built)."""
+    if a is _UNBUILT:
+        return b
     if U is not None:
         if a is U:
             return b
