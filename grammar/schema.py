@@ -877,6 +877,11 @@ class _Compiler:
             t = _json_value(self.o.whitespace)
             self._value_memo[key] = t
             return t
+        return self._value_build(c, sg, key)
+
+    def _value_build(self, c: tuple, sg: _Sigma, key: tuple) -> Term:
+        """The union of ``lang(c, sg)``; a rule when the location refers back to itself
+        while it is built (defined here once the build ends)."""
         if key in self._busy:
             r = self._rules.get(key)
             if r is None:
@@ -898,6 +903,11 @@ class _Compiler:
         return self.lang(c, sg)
 
     def universe(self, sg: _Sigma) -> dict:
+        """``lang((), sg)``, built through :meth:`_value_build` so that a nested location
+        that refers back to this one gets a rule that is then defined."""
+        key = (frozenset(), sg.id)
+        if key not in self._value_memo and key not in self._busy:
+            self._value_build((), sg, key)
         return self.lang((), sg)
 
     def _universe_of(self, sg: _Sigma, t: str) -> Term:
@@ -1757,31 +1767,37 @@ class _Compiler:
             return key_memo[0]
 
         asg = sg.child(None)
-        U_add = self.value([], asg)
+        u_memo: list[Term] = []
+
+        def u_add() -> Term:   # any value of an additional name (built on first use)
+            if not u_memo:
+                u_memo.append(self.value([], asg))
+            return u_memo[0]
+
         constraints = []
         for m, props, plist, addl in rules:
             for p, s in plist:
                 P = string_term(pattern_string_term(p))
                 V = self.value([s], asg)
-                if V is U_add:
+                if V is u_add():
                     continue
                 constraints.append(alt(seq(both(key_t(), P), self.colon, V),
-                                       seq(both(key_t(), neg(P)), self.colon, U_add)))
+                                       seq(both(key_t(), neg(P)), self.colon, u_add())))
             if addl is not None:
                 A = self.value([addl], asg)
-                if A is U_add:
-                    continue
                 if A is NOTHING and not plist:   # no name outside `order` is allowed
                     constraints.append(NOTHING)
                     continue
+                if A is u_add():
+                    continue
                 if plist:
                     anyP = string_term(alt(*[pattern_string_term(p) for p, _ in plist]))
-                    constraints.append(alt(seq(both(key_t(), anyP), self.colon, U_add),
+                    constraints.append(alt(seq(both(key_t(), anyP), self.colon, u_add()),
                                            seq(both(key_t(), neg(anyP)), self.colon, A)))
                 else:
                     constraints.append(seq(key_t(), self.colon, A))
         if not constraints:
-            member = seq(key_t(), self.colon, U_add)
+            member = seq(key_t(), self.colon, u_add())
         elif len(constraints) == 1:
             member = constraints[0]
         else:

@@ -249,6 +249,56 @@ def test_applicators_alone_add_no_intersection():
     assert matches(both, b'{"name": "g"}') and not matches(both, b'{"name": "f", "x": 1}')
 
 
+def test_applicators_alone_build_no_universe(monkeypatch):
+    # an anyOf at a location with no object keywords of its own replaces the location's
+    # object language by its branches' union without building the location's universe
+    # (the language of every object there, nested locations included); an intersection
+    # that needs it (not, oneOf) still builds it
+    from grammar import schema as schema_mod
+    universes = []
+    real_object = schema_mod._Compiler._object
+
+    def counting_object(self, c, sg, forbid=frozenset(), extra=()):
+        if not c:
+            universes.append(sg)
+        return real_object(self, c, sg, forbid, extra)
+
+    monkeypatch.setattr(schema_mod._Compiler, "_object", counting_object)
+    tool = {"type": "object", "properties": {"name": {"const": "f"}, "arguments": {
+        "type": "object", "properties": {"x": {"type": "integer"}}, "required": ["x"],
+        "additionalProperties": False}}, "required": ["name", "arguments"],
+        "additionalProperties": False}
+    for schema in ({"anyOf": [tool]}, {"anyOf": [tool, {"type": "string"}]},
+                   {"anyOf": [tool], "type": "object", "description": "annotation only"}):
+        universes.clear()
+        json_schema_term(schema)
+        assert universes == [], schema
+        check(schema, valid=[{"name": "f", "arguments": {"x": 1}}],
+              invalid=[{"name": "f", "arguments": {}}, {"name": "g", "arguments": {"x": 1}}])
+    json_schema_term({"anyOf": [tool], "not": {"required": ["z"]}})
+    assert universes != []
+
+
+def test_universe_of_a_location_that_contains_itself():
+    # the oneOf below needs the universe of `value`, whose template branch nests the same
+    # location again (metrics -> items -> value): the universe is built through a rule,
+    # defined once the build ends (it was left undefined when first built lazily)
+    schema = {"definitions": {
+        "template": {"type": "object", "additionalProperties": False,
+                     "properties": {"metrics": {"items": {"$ref": "#/definitions/metric"}}}},
+        "dataset": {"type": "object", "properties": {"rows": {}}, "additionalProperties": False},
+        "metric": {"properties": {"value": {"oneOf": [
+            {"type": "number"}, {"$ref": "#/definitions/dataset"},
+            {"$ref": "#/definitions/template"}]}}}},
+        "properties": {"metrics": {"items": {"$ref": "#/definitions/metric"}}}}
+    nested = {"metrics": [{"value": 1}, {"value": {"rows": 0}}]}
+    check(schema, valid=[{"metrics": [{"value": nested}]},
+                         {"metrics": [{"value": {"rows": [{"value": "x"}]}}]}],
+          invalid=[{"metrics": [{"value": {"metrics": [{"value": "x"}]}}]},
+                   {"metrics": [{"value": {"rows": 1, "other": 2}}]},
+                   {"metrics": [{"value": {"metrics": [{"value": {}}]}}]}])   # {} is in both
+
+
 def test_closed_object_builds_no_name_exclusion(monkeypatch):
     # with additionalProperties false no member outside the declared names exists, so the
     # lowering builds no "any name but these" complement (it used to, only to drop it)
