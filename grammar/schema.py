@@ -644,7 +644,7 @@ def _mentions_dynamic(doc) -> bool:
 class _Sigma:
     """The set of (sub)schemas that may apply at one instance location."""
 
-    __slots__ = ("ctx", "members", "key", "id", "_order", "_kids", "_items")
+    __slots__ = ("ctx", "members", "key", "id", "_order", "_kids", "_items", "_members_table")
 
     def __init__(self, ctx: _Ctx, members: tuple, key: tuple, sid: int) -> None:
         self.ctx = ctx
@@ -654,6 +654,7 @@ class _Sigma:
         self._order: tuple | None = None
         self._kids: dict = {}
         self._items: _Sigma | None = None
+        self._members_table: list[tuple] | None = None
 
     def order(self) -> tuple[str, ...]:
         """Canonical order of the declared names at this location."""
@@ -702,40 +703,56 @@ class _Sigma:
             return sg
         ctx = self.ctx
         starts: list = []
-        for m in self.members:
-            if isinstance(m, _Lit):
+        for m, props, pats, addl, unev in self._object_members():
+            if props is None:   # a literal
                 if key is not None and isinstance(m.value, dict):
                     v = m.value.get(key)
                     if isinstance(v, (dict, list)):
                         starts.append(_Lit(v) if not _has_lit(starts, v) else None)
                 continue
-            props = m.get("properties")
-            pats = m.get("patternProperties")
-            addl = m.get("additionalProperties")
-            unev = m.get("unevaluatedProperties")
             if key is None:
-                if isinstance(pats, dict):
-                    starts.extend(ctx.child(m, s, "patternProperties", p)
-                                  for p, s in pats.items())
+                starts.extend(ctx.child(m, s, "patternProperties", p) for p, s in pats)
                 if addl is not None:
-                    starts.append(ctx.child(m, addl, "additionalProperties"))
+                    starts.append(addl)
             else:
-                declared = isinstance(props, dict) and key in props
+                declared = key in props
                 if declared:
                     starts.append(ctx.child(m, props[key], "properties", key))
                 matched = False
-                if isinstance(pats, dict):
-                    for p, s in pats.items():
-                        if ctx.key_matches(p, key):
-                            matched = True
-                            starts.append(ctx.child(m, s, "patternProperties", p))
+                for p, s in pats:
+                    if ctx.key_matches(p, key):
+                        matched = True
+                        starts.append(ctx.child(m, s, "patternProperties", p))
                 if not declared and not matched and addl is not None:
-                    starts.append(ctx.child(m, addl, "additionalProperties"))
+                    starts.append(addl)
             if unev is not None:
-                starts.append(ctx.child(m, unev, "unevaluatedProperties"))
+                starts.append(unev)
         sg = ctx.sigma([s for s in starts if s is not None])
         self._kids[key] = sg
         return sg
+
+    def _object_members(self) -> list[tuple]:
+        """``(member, properties, patternProperties items, additionalProperties node,
+        unevaluatedProperties node)`` of each member, looked up once for all its child
+        locations (``properties`` is None for a literal, {} when absent)."""
+        t = self._members_table
+        if t is None:
+            ctx = self.ctx
+            t = []
+            for m in self.members:
+                if isinstance(m, _Lit):
+                    t.append((m, None, (), None, None))
+                    continue
+                props = m.get("properties")
+                pats = m.get("patternProperties")
+                addl = m.get("additionalProperties")
+                unev = m.get("unevaluatedProperties")
+                t.append((m, props if isinstance(props, dict) else {},
+                          tuple(pats.items()) if isinstance(pats, dict) else (),
+                          None if addl is None else ctx.child(m, addl, "additionalProperties"),
+                          None if unev is None else ctx.child(m, unev, "unevaluatedProperties")))
+            self._members_table = t
+        return t
 
     def items(self) -> "_Sigma":
         """Location set of array elements (all indices share one set)."""
