@@ -505,9 +505,8 @@ native_fingerprint(PyObject *self, PyObject *args)
         k1 |= (uint64_t)kb[8 + i] << (8 * i);
     }
     PyBuffer_Release(&key);
-    Sip *s = PyMem_Malloc(sizeof(Sip));
-    if (s == NULL)
-        return PyErr_NoMemory();
+    Sip st;   /* about 4 KiB, on the stack */
+    Sip *s = &st;
     s->v0 = k0 ^ 0x736f6d6570736575ULL;
     s->v1 = k1 ^ 0x646f72616e646f6dULL ^ 0xee;   /* 0xee: the 128-bit output variant */
     s->v2 = k0 ^ 0x6c7967656e657261ULL;
@@ -519,19 +518,16 @@ native_fingerprint(PyObject *self, PyObject *args)
         PyErr_Clear();
         r = 1;
     }
-    if (r != 0) {
-        PyMem_Free(s);
-        if (r < 0)
-            return NULL;
+    if (r < 0)
+        return NULL;
+    if (r > 0)
         Py_RETURN_NONE;
-    }
     /* the last 0-7 bytes and the length; then d = 3 rounds per 64-bit half */
     sip_compress(s);
     uint64_t last = (s->len + s->n) << 56;
     for (size_t b = 0; b < s->n; b++)
         last |= (uint64_t)s->buf[b] << (8 * b);
     uint64_t v0 = s->v0, v1 = s->v1, v2 = s->v2, v3 = s->v3;
-    PyMem_Free(s);
     v3 ^= last;
     SIPROUND(v0, v1, v2, v3);
     v0 ^= last;

@@ -1069,11 +1069,9 @@ class _Compiler:
                     # a side that is the whole universe drops out of the intersection (no
                     # intersection term: {"anyOf": [...]} alone costs what its branches
                     # do, and builds no universe when the location's own one is unbuilt)
-                    if kw == "anyOf" and out[t] is _UNBUILT:
-                        out[t] = alt(*parts)
-                        continue
                     if kw == "anyOf":
-                        out[t] = _meet(out[t], alt(*parts), univ(t))
+                        u = None if out[t] is _UNBUILT else univ(t)
+                        out[t] = _meet(out[t], alt(*parts), u)
                     else:
                         out[t] = _meet(out[t], _exactly_one(parts, univ(t)), univ(t))
             if m.has("not"):
