@@ -66,11 +66,68 @@ class Term:
         self.nullable = nullable
         self.has_bool = has_bool
         self._row: list | None = None
-        self._minlen: int | None = None
         self._specials: frozenset | None = None
         self._dsyms: dict | None = None
-        self._null: bool | None = nullable if kind in _LEAVES else None
         self._lb: int | None = None
+        # nullability and shortest length, when the operands already know theirs (exact:
+        # the same rules as _nullable and _minlen_syntactic); otherwise computed on demand.
+        # Derivatives are built from known parts, so a new automaton state rarely needs a
+        # recursive pass of its own.
+        ml: int | None = None
+        nl: bool | None = None
+        if kind in _LEAVES:
+            nl = nullable
+            ml = 0 if kind == "empty" else (INF if kind == "nothing" else 1)
+        elif kind == "seq":
+            a, b = args
+            na, nb = a._null, b._null
+            if na is False or nb is False:
+                nl = False
+            elif na is not None and nb is not None:
+                nl = True
+            ma = a._minlen
+            if ma is not None:
+                if ma >= INF:
+                    ml = INF
+                else:
+                    mb = b._minlen
+                    if mb is not None:
+                        ml = min(INF, ma + mb)
+        elif kind == "alt":
+            nl = False
+            ml = INF
+            for x in args:
+                nx = x._null
+                if nx:
+                    nl = True
+                elif nx is None and nl is False:
+                    nl = None
+                if ml is not None:
+                    mx = x._minlen
+                    ml = None if mx is None else min(ml, mx)
+        elif kind == "and":
+            nl = True
+            for x in args:
+                nx = x._null
+                if nx is False:
+                    nl = False
+                    break
+                if nx is None:
+                    nl = None
+        elif kind == "repeat":
+            x, lo, _hi = args
+            if lo == 0:
+                nl, ml = True, 0
+            else:
+                nl = x._null
+                mx = x._minlen
+                if mx is not None:
+                    ml = INF if mx >= INF else min(INF, mx * lo)
+        elif kind == "not":
+            nx = args[0]._null
+            nl = None if nx is None else not nx
+        self._null = nl
+        self._minlen = ml
 
     def __repr__(self) -> str:  # compact, for debugging
         return _show(self, 3)

@@ -166,6 +166,30 @@ def test_one_byte_derivative_agrees_with_rows(t, b):
             assert ir.matches(d, bytes(w)) == ir.matches(r, bytes(w))
 
 
+@settings(max_examples=300, deadline=None)
+@given(_terms)
+def test_known_nullability_and_length_at_construction_are_exact(t):
+    """A term built from operands that know their nullability and shortest length knows
+    its own at once (Term.__init__): the values must be the true ones."""
+    if t._null is not None:
+        assert t._null == ir.matches(t, b"")
+    if t._minlen is not None:
+        n = _shortest_by_enumeration(t, limit=min(t._minlen, 6))
+        assert n == t._minlen or (t._minlen > 6 and n == ir.INF)
+    # terms without intersection or complement always know both
+    if not t.has_bool:
+        assert t._null is not None and t._minlen is not None
+
+
+def test_rules_leave_lengths_to_the_fixpoint():
+    r = ir.Rule("r")
+    t = ir.seq(ir.lit("x"), r)
+    assert t._minlen is None and t._null is False   # "x" settles nullability, not length
+    r.define(ir.alt(ir.lit("y"), ir.seq(ir.lit("("), r, ir.lit(")"))))
+    assert ir.minlen(t) == 2 and ir.minlen(r) == 1
+    assert ir.seq(ir.lit("zz"), r)._minlen == 3      # built after the fixpoint: known
+
+
 def test_integer_range_minlen_needs_no_search():
     from grammar.jsonvalue import integer_term, number_cmp_term, to_decimal
     t = ir.both(integer_term(), number_cmp_term(">=", to_decimal(5)),
