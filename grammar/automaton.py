@@ -13,6 +13,7 @@ semantically immutable.
 from __future__ import annotations
 
 import threading
+from collections import Counter
 
 import numpy as np
 
@@ -34,6 +35,7 @@ _UTF8_CLASSES = (
     ((0xF4, 0xF4), ((0x80, 0x8F), (0x80, 0xBF), (0x80, 0xBF))),
 )
 _MIN_SLICE_LOOPS = 48  # a state must loop on at least this many ASCII bytes to use a slice
+_REF_MAX_SHARE = 0.5   # a reference state pays when s walks at most this share of the tokens
 
 
 def _mask_bits(m: int) -> np.ndarray:
@@ -275,20 +277,89 @@ class Automaton:
         if s == DEAD:
             self._max_end[s] = 0
             return np.zeros(idx.words, dtype=np.int32)
-        exits, ids, ends = self._walk(s)
+        with ir.gc_paused():
+            ref = self._reference(s) if self._slice_exits(s) is None else None
+            if ref is not None:
+                return self._mask_from_reference(s, *ref)
+            exits, ids, ends = self._walk(s)
         m = idx.ids_to_words(ids)
         worst = int(self._minlen_arr(ends).max()) if len(ends) else 0
         if exits is not None:
             m |= idx.slice(exits)[0]
             worst = max(worst, self._minlen[s] + 3)
+        return self._finish_mask(s, m, worst)
+
+    def _finish_mask(self, s: int, m: np.ndarray, worst: int) -> np.ndarray:
+        """Add the special tokens and EOS that ``s`` allows to its trie tokens ``m``, and
+        record ``worst`` (the longest shortest completion after a token) widened by the
+        special tokens' ends."""
         sp = self.special_next(s)
         if sp:
             worst = max(worst, max(self._minlen[t] for t in sp.values()))
         self._max_end[s] = worst
         self._set_bits(m, list(sp.keys()))
         if self._nullable[s]:
-            self._set_bits(m, idx.vocab.eos_token_ids)
+            self._set_bits(m, self.index.vocab.eos_token_ids)
         return m
+
+    def _reference(self, s: int) -> tuple[int, bytes] | None:
+        """``(t, D)`` when ``s`` moves like a slice state ``t`` (see :meth:`_slice_exits`)
+        on every first byte outside the few bytes ``D``, else None.
+
+        This is a position inside an object key that still spells a prefix of some
+        declared names (or a string excluded by ``not``/``oneOf``): most characters leave
+        the names behind and land where any other character of a free string does, the
+        few that continue a name go elsewhere.  A token whose first byte is not in ``D``
+        reaches the same state from ``s`` as from ``t`` after that byte, and so every state
+        after: it is allowed from ``s`` exactly when it is allowed from ``t``.  Only the
+        tokens starting with a byte of ``D`` need a walk from ``s``, not the whole trie."""
+        r = self.row(s)
+        t = 0
+        for cand, _n in Counter(r).most_common(2):
+            if cand != DEAD:
+                t = cand
+                break
+        if t in (DEAD, s) or self._slice_exits(t) is None:
+            return None
+        self.row(t)
+        diff = np.flatnonzero(self._table[s] != self._table[t])
+        walked = diff[self._table[s, diff] != DEAD]   # dead first bytes are just cleared
+        idx = self.index
+        if idx.first_byte_counts[walked].sum() > _REF_MAX_SHARE * idx.trie.size:
+            return None
+        return t, bytes(diff.tolist())
+
+    def _mask_from_reference(self, s: int, t: int, diff: bytes) -> np.ndarray:
+        """The mask of ``s`` from the mask of its reference state ``t`` (see
+        :meth:`_reference`): ``t``'s trie tokens outside the first bytes ``diff``, plus a
+        walk from ``s`` of the tokens that start with a byte of ``diff``."""
+        idx = self.index
+        m = self.mask(t).copy()
+        # the special tokens and EOS of t are not those of s: _finish_mask adds s's
+        drop = list(self.special_next(t).keys())
+        if self._nullable[t]:
+            drop.extend(idx.vocab.eos_token_ids)
+        self._clear_bits(m, drop)
+        worst = self._max_end[t]
+        r = self._rows[s]
+        found = []
+        for b in diff:
+            words, trie = idx.first_byte(b)
+            np.bitwise_and(m, ~words, out=m)
+            if r[b] != DEAD:  # type: ignore[index]
+                ids, ends = trie.walk_table(s, self._table, self._refill)
+                if len(ids):
+                    found.append(ids)
+                    worst = max(worst, int(self._minlen_arr(ends).max()))
+        if found:
+            m |= idx.ids_to_words(np.concatenate(found))
+        return self._finish_mask(s, m, worst)
+
+    def _clear_bits(self, m: np.ndarray, ids) -> None:
+        for tid in ids:
+            tid = int(tid)
+            if 0 <= tid < self.index.vocab_size:
+                m[tid >> 5] &= ~np.int32(np.uint32(1 << (tid & 31)).view(np.int32))
 
     def _set_bits(self, m: np.ndarray, ids) -> None:
         for tid in ids:

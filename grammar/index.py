@@ -13,7 +13,11 @@ across every grammar:
   ``E``, plus a trie of all other tokens.  An automaton state that loops on every character
   except ``E`` (a JSON string body, free text before a stop string) accepts exactly that
   slice plus whichever of the other tokens survive a walk: the dense 60 % of a tool call's
-  decode steps cost one copy and a walk of a few thousand tokens, once per state.
+  decode steps cost one copy and a walk of a few thousand tokens, once per state;
+* **first-byte tries**: the tokens that start with one byte, as a bitmask and a trie of
+  their own (built on first use), for a state that moves like a slice state on all but a
+  few first bytes (inside an object key still spelling a declared name): its mask is that
+  state's mask with those few bytes' tokens walked again.
 
 Special tokens, end-of-sequence tokens and padding ids are never in the trie: grammars
 name special tokens by id (see :func:`grammar.ir.special`).
@@ -305,6 +309,11 @@ class TokenIndex:
         self._lens = lens
         self._flat = np.frombuffer(b"".join(data), dtype=np.uint8)
         self._seg = np.concatenate([[0], np.cumsum(lens)[:-1]]) if len(lens) else np.zeros(0, np.int64)
+        first = self._flat[self._seg] if len(lens) else np.zeros(0, np.uint8)
+        self._first_bytes = first
+        #: how many text tokens start with each byte
+        self.first_byte_counts = np.bincount(first, minlength=256).astype(np.int64)
+        self._by_first: dict[int, tuple[np.ndarray, TokenTrie]] = {}
         self._utf8_ok: np.ndarray | None = None
         self._utf8_pending: np.ndarray | None = None
         self._pending_words: dict[bytes, tuple[np.ndarray, ...]] = {}
@@ -318,6 +327,24 @@ class TokenIndex:
         if len(ids):
             b[ids] = True
         return np.packbits(b, bitorder="little").view("<i4").astype(np.int32, copy=False)
+
+    def first_byte(self, b: int) -> tuple[np.ndarray, TokenTrie]:
+        """``(words, trie)`` of the text tokens whose first byte is ``b``: their bitmask and
+        a trie of them alone (built on first use).  A state that moves like another on
+        all but a few first bytes walks just these tokens (see
+        :meth:`grammar.automaton.Automaton.mask`)."""
+        hit = self._by_first.get(b)
+        if hit is not None:
+            return hit
+        with self._lock:
+            hit = self._by_first.get(b)
+            if hit is None:
+                sel = np.flatnonzero(self._first_bytes == b)
+                words = self.ids_to_words(self.text_ids[sel])
+                words.setflags(write=False)
+                hit = (words, TokenTrie(self.text_ids[sel], [self.text_bytes[i] for i in sel]))
+                self._by_first[b] = hit
+            return hit
 
     # ------------------------------------------------------------------ slices
     def slice_by_pending(self, exits: bytes) -> tuple[np.ndarray, ...]:

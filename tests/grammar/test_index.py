@@ -209,3 +209,20 @@ def test_utf8_tables_on_edge_tokens():
     assert idx.text_bytes == data
     assert idx.utf8_ok().tolist() == [_ok_reference(b) for b in data]
     assert idx.utf8_pending().tolist() == [_pending_reference(b) for b in data]
+
+
+def test_first_byte_tokens_and_tries():
+    # the tokens that start with a byte: their bitmask, their trie and the counts agree
+    # with a token-by-token reference on a real vocabulary
+    from functionary.tokenizers import load_vocabulary
+    from grammar.index import token_index
+
+    idx = token_index(load_vocabulary("llama3.1"))
+    assert int(idx.first_byte_counts.sum()) == idx.trie.size
+    for b in (ord(" "), ord('"'), ord("n"), 0xE2, 0xFF):
+        want = sorted(int(t) for t, data in zip(idx.text_ids, idx.text_bytes) if data[0] == b)
+        words, trie = idx.first_byte(b)
+        assert idx.first_byte(b)[1] is trie   # built once
+        bits = np.unpackbits(words.view(np.uint8), bitorder="little")
+        assert np.flatnonzero(bits).tolist() == want
+        assert sorted(trie.ids.tolist()) == want and idx.first_byte_counts[b] == len(want)

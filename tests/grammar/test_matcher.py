@@ -147,6 +147,74 @@ def test_text_slice_state_matches_brute_force():
     assert set(m.allowed_token_ids().tolist()) == brute_allowed(cg, m.state, vocab)
 
 
+KEYS_SCHEMA = {"type": "object",
+               "properties": {"name": {"type": "string"}, "names": {"type": "integer"},
+                              "nick": {"enum": ["a", "b"]}, "é": {"type": "boolean"}}}
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_key_prefix_states_from_their_reference_match_brute_force(seed):
+    """Inside an object key that still spells a prefix of declared names the mask is the
+    free-key state's mask with the few diverging first bytes walked again
+    (Automaton._reference): it must equal the brute-force oracle at every step."""
+    rng = random.Random(seed)
+    vocab = vocab_with_extras()
+    cg = GrammarCompiler(vocab).compile_json_schema(KEYS_SCHEMA, whitespace=1)
+    auto = cg.automaton
+    m = GrammarMatcher(cg)
+    assert m.accept_bytes('{"')
+    used = 0
+    for _ in range(40):
+        if m.is_terminated():
+            break
+        used += auto._reference(m.state) is not None
+        got = set(m.allowed_token_ids().tolist())
+        assert got == brute_allowed(cg, m.state, vocab)
+        assert got
+        assert m.accept_token(rng.choice(sorted(got)))
+    m.reset()
+    assert m.accept_bytes('{"n')
+    assert auto._reference(m.state) is not None
+    assert set(m.allowed_token_ids().tolist()) == brute_allowed(cg, m.state, vocab)
+    assert used or seed % 2   # most random walks meet a key prefix
+
+
+def test_reference_state_lends_no_eos_or_special_token():
+    """The reference state of free text may end (EOS) or take a special token; the state
+    borrowing its mask may not: those bits are the borrower's own."""
+    vocab = vocab_with_extras()
+    text = ir.seq(ir.any_text(exclude=b'"'), ir.opt(ir.special(vocab.token_id("<call>"))))
+    term = ir.alt(ir.lit("k!"), ir.seq(ir.utf8_char(exclude=b'"'), text))
+    cg = GrammarCompiler(vocab).compile(Grammar.from_term(term, "borrower"))
+    auto = cg.automaton
+    m = GrammarMatcher(cg)
+    ref = auto._reference(m.state)
+    assert ref is not None and auto.nullable(ref[0]) and auto.special_next(ref[0])
+    got = set(m.allowed_token_ids().tolist())
+    assert got == brute_allowed(cg, m.state, vocab)
+    assert vocab.token_id("<call>") not in got and not set(vocab.eos_token_ids) & got
+
+
+def test_key_prefix_reference_equals_full_walk_on_a_real_vocabulary():
+    from functionary.tokenizers import load_vocabulary
+    vocab = load_vocabulary("llama3.1")
+    cg = GrammarCompiler(vocab).compile_json_schema(KEYS_SCHEMA)
+    auto = cg.automaton
+    for prefix in ['{"', '{"n', '{"na', '{"nam', '{"name', '{"nick": "a", "n', '{"\\u00e',
+                   '{"name": "x", "']:
+        m = GrammarMatcher(cg)
+        assert m.accept_bytes(prefix)
+        s = m.state
+        got = auto.mask(s)
+        _exits, ids, _ends = auto._walk(s)
+        want = auto.index.ids_to_words(ids)
+        if _exits is not None:
+            want |= auto.index.slice(_exits)[0]
+        assert np.array_equal(got, want), prefix
+        if prefix in ('{"n', '{"na', '{"nam'):
+            assert auto._reference(s) is not None, prefix
+
+
 def test_accept_reject_rollback_fork_reset():
     vocab = vocab_with_extras()
     cg = GrammarCompiler(vocab).compile(Grammar.literal("abc"))
