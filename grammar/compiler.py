@@ -89,9 +89,9 @@ class GrammarCompiler:
                             draft: str | None = None) -> CompiledGrammar:
         """Compile a JSON schema (a dict, a bool, or its JSON text).
 
-        See :meth:`Grammar.json_schema` for the options.  A cache hit costs one
-        serialisation of the schema for its key (JSON text is its own key; a dict compiled
-        before is found by its :mod:`marshal` format 4 bytes, and otherwise by
+        See :meth:`Grammar.json_schema` for the options.  A cache hit costs one pass over
+        the schema for its key (JSON text is its own key; a dict compiled before is found
+        by its keyed fingerprint, see :func:`grammar.grammar.fast_key`, and otherwise by
         :func:`grammar.canonical_key`).
 
         Raises
