@@ -321,7 +321,7 @@ class Automaton:
                 break
         if t in (DEAD, s) or self._slice_exits(t) is None:
             return None
-        self.row(t)
+        # _slice_exits(t) computed t's row: both rows are in the table
         diff = np.flatnonzero(self._table[s] != self._table[t])
         walked = diff[self._table[s, diff] != DEAD]   # dead first bytes are just cleared
         idx = self.index
@@ -339,7 +339,7 @@ class Automaton:
         drop = list(self.special_next(t).keys())
         if self._nullable[t]:
             drop.extend(idx.vocab.eos_token_ids)
-        self._clear_bits(m, drop)
+        self._set_bits(m, drop, on=False)
         worst = self._max_end[t]
         r = self._rows[s]
         found = []
@@ -355,17 +355,16 @@ class Automaton:
             m |= idx.ids_to_words(np.concatenate(found))
         return self._finish_mask(s, m, worst)
 
-    def _clear_bits(self, m: np.ndarray, ids) -> None:
+    def _set_bits(self, m: np.ndarray, ids, on: bool = True) -> None:
+        """Set (or with ``on=False`` clear) the bits of token ``ids`` in the words ``m``."""
         for tid in ids:
             tid = int(tid)
             if 0 <= tid < self.index.vocab_size:
-                m[tid >> 5] &= ~np.int32(np.uint32(1 << (tid & 31)).view(np.int32))
-
-    def _set_bits(self, m: np.ndarray, ids) -> None:
-        for tid in ids:
-            tid = int(tid)
-            if 0 <= tid < self.index.vocab_size:
-                m[tid >> 5] |= np.int32(np.uint32(1 << (tid & 31)).view(np.int32))
+                bit = np.int32(np.uint32(1 << (tid & 31)).view(np.int32))
+                if on:
+                    m[tid >> 5] |= bit
+                else:
+                    m[tid >> 5] &= ~bit
 
     def _minlen_arr(self, states: np.ndarray) -> np.ndarray:
         return self._minlen_np[states]

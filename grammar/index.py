@@ -332,7 +332,7 @@ class TokenIndex:
         """``(words, trie)`` of the text tokens whose first byte is ``b``: their bitmask and
         a trie of them alone (built on first use).  A state that moves like another on
         all but a few first bytes walks just these tokens (see
-        :meth:`grammar.automaton.Automaton.mask`)."""
+        :meth:`grammar.automaton.Automaton._reference`)."""
         hit = self._by_first.get(b)
         if hit is not None:
             return hit
