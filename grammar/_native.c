@@ -326,8 +326,8 @@ done:
  * length first, dicts their items in order), so different values give different byte
  * streams and, under a secret 16-byte key, different fingerprints except with negligible
  * probability, even for values chosen to collide.  Takes dict, list, tuple, str, int
- * (64-bit), float, bool and None, exact types only; anything else, or nesting past the
- * recursion limit, gives None (the caller falls back to a serialisation).  No Python code
+ * (64-bit), float, bool and None, exact types only; anything else, or nesting deeper than
+ * 1000 levels, gives None (the caller falls back to a serialisation).  No Python code
  * runs during the traversal, so the borrowed references stay valid.
  */
 #define SIP_BUF 4096   /* bytes are gathered here and compressed 8 at a time when full */
@@ -351,10 +351,16 @@ typedef struct {
 static inline uint64_t
 load_le64(const unsigned char *p)
 {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    uint64_t m;
+    memcpy(&m, p, 8);   /* one unaligned load */
+    return m;
+#else
     uint64_t m = 0;
-    for (int b = 0; b < 8; b++)   /* a fixed byte order; compilers turn this into one load */
+    for (int b = 0; b < 8; b++)   /* a fixed byte order on any host */
         m |= (uint64_t)p[b] << (8 * b);
     return m;
+#endif
 }
 
 /* Compress the whole 8-byte words waiting in the buffer (one SipRound each: c = 1). */
@@ -376,14 +382,8 @@ sip_compress(Sip *s)
 }
 
 static void
-sip_bytes(Sip *s, const unsigned char *p, size_t n)
+sip_bytes_long(Sip *s, const unsigned char *p, size_t n)
 {
-    if (n <= 32 && SIP_BUF - s->n >= n) {   /* most strings: skip memcpy's call */
-        for (size_t i = 0; i < n; i++)
-            s->buf[s->n + i] = p[i];
-        s->n += n;
-        return;
-    }
     while (n) {
         size_t take = SIP_BUF - s->n < n ? SIP_BUF - s->n : n;
         memcpy(s->buf + s->n, p, take);
@@ -396,7 +396,9 @@ sip_bytes(Sip *s, const unsigned char *p, size_t n)
 }
 
 /* A type tag and a number: 8 bytes for int and float payloads, a varint (7 bits a byte,
- * high bit = more) for lengths and booleans, which keeps the common short items short. */
+ * high bit = more) for lengths and booleans, which keeps the common short items short.
+ * The buffer position is kept in a local: stores through the byte buffer could alias
+ * s->n, which would otherwise be reloaded after every byte. */
 static inline void
 sip_tag(Sip *s, unsigned char tag, uint64_t x, int fixed)
 {
@@ -419,17 +421,55 @@ sip_tag(Sip *s, unsigned char tag, uint64_t x, int fixed)
     s->n += k;
 }
 
-/* 0 on success, 1 for a value outside the encoding, -1 with an exception set. */
-static int
-fp_value(Sip *s, PyObject *o)
+/* A string: its kind (1, 2 or 4 bytes a code point) and length as the tag, then its raw
+ * data.  Short data is copied with a local loop (no memcpy call), long data in chunks. */
+static inline void
+sip_str(Sip *s, PyObject *o)
 {
-    if (o == Py_None) {
+    int kind = PyUnicode_KIND(o);
+    size_t n = (size_t)PyUnicode_GET_LENGTH(o) * (size_t)kind;
+    const unsigned char *p = (const unsigned char *)PyUnicode_DATA(o);
+    sip_tag(s, (unsigned char)('0' + kind), (uint64_t)PyUnicode_GET_LENGTH(o), 0);
+    if (n <= 64 && SIP_BUF - s->n >= n) {
+        unsigned char *d = s->buf + s->n;
+        for (size_t i = 0; i < n; i++)
+            d[i] = p[i];
+        s->n += n;
+    }
+    else {
+        sip_bytes_long(s, p, n);
+    }
+}
+
+#if PY_VERSION_HEX < 0x030C0000
+#define STR_READY(x) PyUnicode_IS_READY(x)
+#else
+#define STR_READY(x) 1   /* every str is ready since 3.12 */
+#endif
+#define FP_MAX_DEPTH 1000   /* deeper values are left to the caller's fallback */
+
+/* 0 on success, 1 for a value outside the encoding (or nested past FP_MAX_DEPTH), -1
+ * with an exception set.  Strings, the commonest items, are encoded in the container
+ * loops without a call; only containers recurse, with a plain depth count (the C stack
+ * stays small: a frame is a few words). */
+static int
+fp_value(Sip *s, PyObject *o, int depth)
+{
+    PyTypeObject *tp = Py_TYPE(o);
+    if (tp == &PyUnicode_Type) {
+#if PY_VERSION_HEX < 0x030C0000
+        if (PyUnicode_READY(o) < 0)
+            return -1;
+#endif
+        sip_str(s, o);
+    }
+    else if (o == Py_None) {
         sip_tag(s, 'N', 0, 0);
     }
     else if (o == Py_True || o == Py_False) {
         sip_tag(s, 'B', o == Py_True, 0);
     }
-    else if (PyLong_CheckExact(o)) {
+    else if (tp == &PyLong_Type) {
         int overflow;
         long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
         if (overflow)
@@ -438,49 +478,48 @@ fp_value(Sip *s, PyObject *o)
             return -1;
         sip_tag(s, 'i', (uint64_t)v, 1);
     }
-    else if (PyFloat_CheckExact(o)) {
+    else if (tp == &PyFloat_Type) {
         double d = PyFloat_AS_DOUBLE(o);
         uint64_t bits;
         memcpy(&bits, &d, 8);
         sip_tag(s, 'f', bits, 1);
     }
-    else if (PyUnicode_CheckExact(o)) {
-#if PY_VERSION_HEX < 0x030C0000
-        if (PyUnicode_READY(o) < 0)
-            return -1;
-#endif
-        /* a string's code points are its kind (1, 2 or 4 bytes each) and raw data */
-        int kind = PyUnicode_KIND(o);
-        Py_ssize_t n = PyUnicode_GET_LENGTH(o);
-        sip_tag(s, (unsigned char)('0' + kind), (uint64_t)n, 0);
-        sip_bytes(s, (const unsigned char *)PyUnicode_DATA(o), (size_t)n * (size_t)kind);
+    else if (tp == &PyDict_Type) {
+        if (depth >= FP_MAX_DEPTH)
+            return 1;
+        Py_ssize_t pos = 0;
+        PyObject *k, *v;
+        sip_tag(s, 'd', (uint64_t)PyDict_GET_SIZE(o), 0);
+        while (PyDict_Next(o, &pos, &k, &v)) {
+            int r;
+            if (Py_TYPE(k) == &PyUnicode_Type && STR_READY(k))
+                sip_str(s, k);
+            else if ((r = fp_value(s, k, depth + 1)) != 0)
+                return r;
+            if (Py_TYPE(v) == &PyUnicode_Type && STR_READY(v))
+                sip_str(s, v);
+            else if ((r = fp_value(s, v, depth + 1)) != 0)
+                return r;
+        }
+    }
+    else if (tp == &PyList_Type || tp == &PyTuple_Type) {
+        if (depth >= FP_MAX_DEPTH)
+            return 1;
+        int list = tp == &PyList_Type;
+        Py_ssize_t n = list ? PyList_GET_SIZE(o) : PyTuple_GET_SIZE(o);
+        PyObject **items = list ? ((PyListObject *)o)->ob_item : ((PyTupleObject *)o)->ob_item;
+        sip_tag(s, list ? 'l' : 't', (uint64_t)n, 0);
+        for (Py_ssize_t i = 0; i < n; i++) {
+            PyObject *x = items[i];
+            int r;
+            if (Py_TYPE(x) == &PyUnicode_Type && STR_READY(x))
+                sip_str(s, x);
+            else if ((r = fp_value(s, x, depth + 1)) != 0)
+                return r;
+        }
     }
     else {
-        int dict = PyDict_CheckExact(o), list = PyList_CheckExact(o);
-        if (!dict && !list && !PyTuple_CheckExact(o))
-            return 1;
-        if (Py_EnterRecursiveCall(" while fingerprinting a value"))
-            return -1;
-        int r = 0;
-        if (dict) {
-            Py_ssize_t pos = 0;
-            PyObject *k, *v;
-            sip_tag(s, 'd', (uint64_t)PyDict_GET_SIZE(o), 0);
-            while (r == 0 && PyDict_Next(o, &pos, &k, &v)) {
-                r = fp_value(s, k);
-                if (r == 0)
-                    r = fp_value(s, v);
-            }
-        }
-        else {
-            Py_ssize_t n = list ? PyList_GET_SIZE(o) : PyTuple_GET_SIZE(o);
-            PyObject **items = list ? ((PyListObject *)o)->ob_item : ((PyTupleObject *)o)->ob_item;
-            sip_tag(s, list ? 'l' : 't', (uint64_t)n, 0);
-            for (Py_ssize_t i = 0; r == 0 && i < n; i++)
-                r = fp_value(s, items[i]);
-        }
-        Py_LeaveRecursiveCall();
-        return r;
+        return 1;
     }
     return 0;
 }
@@ -513,11 +552,7 @@ native_fingerprint(PyObject *self, PyObject *args)
     s->v3 = k1 ^ 0x7465646279746573ULL;
     s->len = 0;
     s->n = 0;
-    int r = fp_value(s, value);
-    if (r < 0 && PyErr_ExceptionMatches(PyExc_RecursionError)) {
-        PyErr_Clear();
-        r = 1;
-    }
+    int r = fp_value(s, value, 0);
     if (r < 0)
         return NULL;
     if (r > 0)
