@@ -396,9 +396,7 @@ sip_bytes_long(Sip *s, const unsigned char *p, size_t n)
 }
 
 /* A type tag and a number: 8 bytes for int and float payloads, a varint (7 bits a byte,
- * high bit = more) for lengths and booleans, which keeps the common short items short.
- * The buffer position is kept in a local: stores through the byte buffer could alias
- * s->n, which would otherwise be reloaded after every byte. */
+ * high bit = more) for lengths and booleans, which keeps the common short items short. */
 static inline void
 sip_tag(Sip *s, unsigned char tag, uint64_t x, int fixed)
 {
@@ -422,7 +420,9 @@ sip_tag(Sip *s, unsigned char tag, uint64_t x, int fixed)
 }
 
 /* A string: its kind (1, 2 or 4 bytes a code point) and length as the tag, then its raw
- * data.  Short data is copied with a local loop (no memcpy call), long data in chunks. */
+ * data.  Short data is copied with a local loop (no memcpy call) through a local pointer:
+ * stores through the byte buffer could alias s->n, which would otherwise be reloaded after
+ * every byte.  Long data goes in chunks. */
 static inline void
 sip_str(Sip *s, PyObject *o)
 {
@@ -448,10 +448,24 @@ sip_str(Sip *s, PyObject *o)
 #endif
 #define FP_MAX_DEPTH 1000   /* deeper values are left to the caller's fallback */
 
+static int fp_value(Sip *s, PyObject *o, int depth);
+
+/* An item of a container: a str, the commonest item, without a call; anything else
+ * through fp_value. */
+static inline int
+fp_item(Sip *s, PyObject *x, int depth)
+{
+    if (Py_TYPE(x) == &PyUnicode_Type && STR_READY(x)) {
+        sip_str(s, x);
+        return 0;
+    }
+    return fp_value(s, x, depth);
+}
+
 /* 0 on success, 1 for a value outside the encoding (or nested past FP_MAX_DEPTH), -1
- * with an exception set.  Strings, the commonest items, are encoded in the container
- * loops without a call; only containers recurse, with a plain depth count (the C stack
- * stays small: a frame is a few words). */
+ * with an exception set.  Only containers recurse (their string items are encoded by
+ * fp_item without a call), with a plain depth count: the C stack stays small, a frame
+ * is a few words. */
 static int
 fp_value(Sip *s, PyObject *o, int depth)
 {
@@ -491,14 +505,10 @@ fp_value(Sip *s, PyObject *o, int depth)
         PyObject *k, *v;
         sip_tag(s, 'd', (uint64_t)PyDict_GET_SIZE(o), 0);
         while (PyDict_Next(o, &pos, &k, &v)) {
-            int r;
-            if (Py_TYPE(k) == &PyUnicode_Type && STR_READY(k))
-                sip_str(s, k);
-            else if ((r = fp_value(s, k, depth + 1)) != 0)
-                return r;
-            if (Py_TYPE(v) == &PyUnicode_Type && STR_READY(v))
-                sip_str(s, v);
-            else if ((r = fp_value(s, v, depth + 1)) != 0)
+            int r = fp_item(s, k, depth + 1);
+            if (r == 0)
+                r = fp_item(s, v, depth + 1);
+            if (r != 0)
                 return r;
         }
     }
@@ -510,11 +520,8 @@ fp_value(Sip *s, PyObject *o, int depth)
         PyObject **items = list ? ((PyListObject *)o)->ob_item : ((PyTupleObject *)o)->ob_item;
         sip_tag(s, list ? 'l' : 't', (uint64_t)n, 0);
         for (Py_ssize_t i = 0; i < n; i++) {
-            PyObject *x = items[i];
-            int r;
-            if (Py_TYPE(x) == &PyUnicode_Type && STR_READY(x))
-                sip_str(s, x);
-            else if ((r = fp_value(s, x, depth + 1)) != 0)
+            int r = fp_item(s, items[i], depth + 1);
+            if (r != 0)
                 return r;
         }
     }

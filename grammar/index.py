@@ -328,6 +328,16 @@ class TokenIndex:
             b[ids] = True
         return np.packbits(b, bitorder="little").view("<i4").astype(np.int32, copy=False)
 
+    def _frozen_words(self, ids: np.ndarray) -> np.ndarray:
+        """:meth:`ids_to_words`, read-only (shared by every automaton of the vocabulary)."""
+        words = self.ids_to_words(ids)
+        words.setflags(write=False)
+        return words
+
+    def _sub_trie(self, sel: np.ndarray) -> TokenTrie:
+        """A trie of the text tokens at positions ``sel``."""
+        return TokenTrie(self.text_ids[sel], [self.text_bytes[i] for i in sel])
+
     def first_byte(self, b: int) -> tuple[np.ndarray, TokenTrie]:
         """``(words, trie)`` of the text tokens whose first byte is ``b``: their bitmask and
         a trie of them alone (built on first use).  A state that moves like another on
@@ -340,9 +350,7 @@ class TokenIndex:
             hit = self._by_first.get(b)
             if hit is None:
                 sel = np.flatnonzero(self._first_bytes == b)
-                words = self.ids_to_words(self.text_ids[sel])
-                words.setflags(write=False)
-                hit = (words, TokenTrie(self.text_ids[sel], [self.text_bytes[i] for i in sel]))
+                hit = (self._frozen_words(self.text_ids[sel]), self._sub_trie(sel))
                 self._by_first[b] = hit
             return hit
 
@@ -412,18 +420,11 @@ class TokenIndex:
             else:
                 hits = np.zeros(0, np.uint8)
             inside = self.utf8_ok() & (hits == 0)
-            words = self.ids_to_words(self.text_ids[inside])
-            words.setflags(write=False)
-            rest = np.flatnonzero(~inside)
-            trie = TokenTrie(self.text_ids[rest], [self.text_bytes[i] for i in rest])
             pend = self.utf8_pending()
-            by_pending = []
-            for k in range(4):
-                w = self.ids_to_words(self.text_ids[inside & (pend == k)])
-                w.setflags(write=False)
-                by_pending.append(w)
-            self._pending_words[key] = tuple(by_pending)
-            hit = (words, trie)
+            self._pending_words[key] = tuple(
+                self._frozen_words(self.text_ids[inside & (pend == k)]) for k in range(4))
+            hit = (self._frozen_words(self.text_ids[inside]),
+                   self._sub_trie(np.flatnonzero(~inside)))
             self._slices[key] = hit
             return hit
 
