@@ -44,6 +44,7 @@ def _mask_bits(m: int) -> np.ndarray:
 
 
 _UNSET = -1
+_UNKNOWN = -1   # a state's shortest completion, not computed yet (see Automaton.minlen)
 
 
 class Automaton:
@@ -70,8 +71,9 @@ class Automaton:
         self._max_end: dict[int, int] = {}
         self._ends: dict[int, tuple] = {}
         self._budget_cache: dict[tuple[int, int], np.ndarray] = {}
-        self._minlen: list[int] = [ir.INF]
-        self._minlen_np = np.full(64, ir.INF, dtype=np.int64)
+        self._minlen: list[int | None] = [ir.INF]
+        self._minlen_np = np.full(64, _UNKNOWN, dtype=np.int64)
+        self._minlen_np[DEAD] = ir.INF
         # longest token in bytes (1 for an empty trie), plus one
         self._span = (len(index.trie.levels) if index.trie.size else 1) + 1
         self.start = self.intern(root)
@@ -92,7 +94,7 @@ class Automaton:
             sid = self._ids.get(t.id)
             if sid is not None:
                 return sid
-            if t is ir.NOTHING or ir.minlen(t) >= ir.INF:
+            if t is ir.NOTHING or not ir.is_live(t):
                 self._ids[t.id] = DEAD
                 return DEAD
             sid = len(self._terms)
@@ -101,13 +103,17 @@ class Automaton:
             self._terms.append(t)
             self._rows.append(None)
             self._special_next.append(None)
-            ml = ir.minlen(t)
+            # the shortest completion only matters to budget masks: around intersections,
+            # where it takes a search, it waits until one asks (see minlen)
+            ml = t._minlen
+            if ml is None and not t.has_bool:
+                ml = ir.minlen(t)
             self._minlen.append(ml)
             if sid >= len(self._minlen_np):
-                grown = np.full(2 * len(self._minlen_np), ir.INF, dtype=np.int64)
+                grown = np.full(2 * len(self._minlen_np), _UNKNOWN, dtype=np.int64)
                 grown[: len(self._minlen_np)] = self._minlen_np
                 self._minlen_np = grown
-            self._minlen_np[sid] = ml
+            self._minlen_np[sid] = _UNKNOWN if ml is None else ml
             self._nullable[sid] = ir.is_nullable(t)
             self._ids[t.id] = sid
             return sid
@@ -125,7 +131,12 @@ class Automaton:
 
     def minlen(self, s: int) -> int:
         """Shortest completion of state ``s`` in bytes (special tokens count 1)."""
-        return self._minlen[s]
+        ml = self._minlen[s]
+        if ml is None:
+            ml = ir.minlen(self._terms[s])
+            self._minlen[s] = ml
+            self._minlen_np[s] = ml
+        return ml
 
     def _compute_row(self, s: int) -> None:
         with self._lock:
@@ -225,7 +236,9 @@ class Automaton:
             c = self._clamped(s)
             if c is not None:   # same mask as a state with looser repetition bounds
                 m = self.mask(c)
-                self._max_end[s] = self._max_end[c] + self._minlen[s] - self._minlen[c]
+                wc, ms, mc = self._max_end.get(c), self._minlen[s], self._minlen[c]
+                if wc is not None and ms is not None and mc is not None:
+                    self._max_end[s] = wc + ms - mc
             else:
                 m = self._compute_mask(s)
                 m.setflags(write=False)
@@ -283,20 +296,24 @@ class Automaton:
                 return self._mask_from_reference(s, *ref)
             exits, ids, ends = self._walk(s)
         m = idx.ids_to_words(ids)
-        worst = int(self._minlen_arr(ends).max()) if len(ends) else 0
+        worst = self._known_max(ends)
         if exits is not None:
             m |= idx.slice(exits)[0]
-            worst = max(worst, self._minlen[s] + 3)
+            ms = self._minlen[s]
+            worst = None if worst is None or ms is None else max(worst, ms + 3)
         return self._finish_mask(s, m, worst)
 
-    def _finish_mask(self, s: int, m: np.ndarray, worst: int) -> np.ndarray:
+    def _finish_mask(self, s: int, m: np.ndarray, worst: int | None) -> np.ndarray:
         """Add the special tokens and EOS that ``s`` allows to its trie tokens ``m``, and
         record ``worst`` (the longest shortest completion after a token) widened by the
-        special tokens' ends."""
+        special tokens' ends, when every one of them is known (else a budget mask of ``s``
+        computes it when one is asked for)."""
         sp = self.special_next(s)
-        if sp:
-            worst = max(worst, max(self._minlen[t] for t in sp.values()))
-        self._max_end[s] = worst
+        if sp and worst is not None:
+            ends = [self._minlen[t] for t in sp.values()]
+            worst = None if None in ends else max(worst, *ends)
+        if worst is not None:
+            self._max_end[s] = worst
         self._set_bits(m, list(sp.keys()))
         if self._nullable[s]:
             self._set_bits(m, self.index.vocab.eos_token_ids)
@@ -340,7 +357,7 @@ class Automaton:
         if self._nullable[t]:
             drop.extend(idx.vocab.eos_token_ids)
         self._set_bits(m, drop, on=False)
-        worst = self._max_end[t]
+        worst = self._max_end.get(t)
         r = self._rows[s]
         found = []
         for b in diff:
@@ -350,7 +367,8 @@ class Automaton:
                 ids, ends = trie.walk_table(s, self._table, self._refill)
                 if len(ids):
                     found.append(ids)
-                    worst = max(worst, int(self._minlen_arr(ends).max()))
+                    k = self._known_max(ends)
+                    worst = None if worst is None or k is None else max(worst, k)
         if found:
             m |= idx.ids_to_words(np.concatenate(found))
         return self._finish_mask(s, m, worst)
@@ -367,7 +385,21 @@ class Automaton:
                     m[tid >> 5] &= ~bit
 
     def _minlen_arr(self, states: np.ndarray) -> np.ndarray:
-        return self._minlen_np[states]
+        """The shortest completions of ``states``, computing those not known yet."""
+        a = self._minlen_np[states]
+        if len(a) and a.min() < 0:
+            for x in np.unique(states[a < 0]).tolist():
+                self.minlen(x)
+            a = self._minlen_np[states]
+        return a
+
+    def _known_max(self, states: np.ndarray) -> int | None:
+        """The longest shortest completion of ``states`` (0 for none), or None when one of
+        them is not known yet."""
+        if not len(states):
+            return 0
+        a = self._minlen_np[states]
+        return None if a.min() < 0 else int(a.max())
 
     def budget_mask(self, s: int, limit: int) -> np.ndarray:
         """The mask of ``s`` restricted to tokens after which the grammar can still be
@@ -390,16 +422,23 @@ class Automaton:
                 self._ends[s] = w
             exits, ids, endml = w
             sp = self.special_next(s)
-            sp_ml = {t: self._minlen[n] for t, n in sp.items()}
+            sp_ml = {t: self.minlen(n) for t, n in sp.items()}
+            if s not in self._max_end:   # the mask left it unknown
+                worst = max([int(endml.max()) if len(endml) else 0, *sp_ml.values()])
+                if exits is not None:
+                    worst = max(worst, self.minlen(s) + 3)
+                self._max_end[s] = worst
+                if limit >= worst:
+                    return full
             cands = [int(endml.min())] if len(endml) else []
             if exits is not None:
-                cands.append(self._minlen[s])
+                cands.append(self.minlen(s))
             cands.extend(sp_ml.values())
             fits = self._nullable[s] or (cands and min(cands) <= limit)
             lim = limit if fits or not cands else min(cands)
             m = idx.ids_to_words(ids[endml <= lim])
             if exits is not None:
-                base = self._minlen[s]
+                base = self.minlen(s)
                 for k, words in enumerate(idx.slice_by_pending(exits)):
                     if base + k <= lim:
                         m |= words

@@ -12,9 +12,10 @@ with Brzozowski derivatives:
 * ``dspecial(t, token_id)`` is the derivative by a *special token* (``<|eot_id|>`` ...).
   Special tokens are symbols of their own: their text never matches byte-level terms.
 * ``is_nullable(t)`` says whether the empty string is in the language (an accepting state).
+* ``is_live(t)`` says whether the language is non-empty: a state whose language is empty
+  is dead even if it is not the literal ``NOTHING``.
 * ``minlen(t)`` is the length of the shortest completion in symbols (bytes, one per special
-  token), ``INF`` when the language is empty.  It drives liveness (a state whose language
-  is empty is dead even if it is not the literal ``NOTHING``) and budget-aware termination.
+  token), ``INF`` when the language is empty.  It drives budget-aware termination.
 
 Supported operators: byte classes, concatenation, union, intersection (``both``),
 complement (``neg``), bounded/unbounded repetition, special tokens and named recursive
@@ -40,8 +41,8 @@ __all__ = [
     "Term", "Rule", "EMPTY", "NOTHING", "ANY_BYTES", "INF", "FULL_MASK",
     "byte_class", "byte_range", "lit", "seq", "alt", "both", "neg", "repeat", "opt",
     "star", "plus", "special", "utf8_char", "codepoint_ranges", "any_text", "text_until",
-    "row", "deriv", "dspecial", "minlen", "specials_of", "declare_no_specials", "matches",
-    "mask_of", "is_nullable",
+    "row", "deriv", "dspecial", "minlen", "is_live", "specials_of", "declare_no_specials",
+    "matches", "mask_of", "is_nullable",
 ]
 
 INF = 1 << 60
@@ -57,7 +58,7 @@ class Term:
     constructor functions of this module (``lit``, ``seq``, ``alt`` ...)."""
 
     __slots__ = ("id", "kind", "args", "nullable", "has_bool", "_row", "_minlen",
-                 "_specials", "_dsyms", "_null", "_lb", "__weakref__")
+                 "_specials", "_dsyms", "_null", "_lb", "_live", "__weakref__")
 
     def __init__(self, kind: str, args: tuple, nullable: bool, has_bool: bool) -> None:
         self.id = next(_ids)
@@ -69,6 +70,7 @@ class Term:
         self._specials: frozenset | None = None
         self._dsyms: dict | None = None
         self._lb: int | None = None
+        self._live: bool | None = None
         # nullability and shortest length, when the operands already know theirs (exact:
         # the same rules as _nullable and _minlen_syntactic); otherwise computed on demand.
         # Derivatives are built from known parts, so a new automaton state rarely needs a
@@ -956,7 +958,9 @@ def _minlen_witness(t: Term) -> int | None:
     if lb >= INF:
         return None
     for x in t.args:
-        if _lower_bound(x) != lb or _minlen_syntactic(x, None) != lb:
+        # a plain operand only: the exact length of one with intersections of its own
+        # would take searches (nested ``oneOf``/``not``: seconds), not a shortcut
+        if x.has_bool or _lower_bound(x) != lb or _minlen_syntactic(x, None) != lb:
             continue
         w = _shortest_string(x, lb)
         if w is not None and all(y is x or _accepts(y, w) for y in t.args):
@@ -1063,6 +1067,119 @@ def _minlen_search(t: Term, limit: int) -> int:
             parent[y.id] = x
             heapq.heappush(heap, (ng + hy, -ng, y.id, y, known is not None))
     return INF
+
+
+def is_live(t: Term, *, limit: int = 4000) -> bool:
+    """Whether ``t``'s language is non-empty.
+
+    The same answer as ``minlen(t) < INF``, but cheaper where they differ: around
+    intersections and complements the structure decides (a concatenation is live when
+    both parts are, a union when one operand is, so a union of schemas looks at one of
+    them), and an intersection or complement needs *some* string, not the shortest: its
+    search stops at the first term known to be live, and never asks for the exact length
+    of the intersections nested in its operands (``minlen`` does, through its witness
+    shortcut: seconds of nested searches on ``oneOf`` and ``not`` inside objects).
+    Beyond ``limit`` expanded states the answer is the optimistic True, as ``minlen``'s
+    estimate is, and it is memoised as that is."""
+    v = t._live
+    if v is not None:
+        return v
+    ml = t._minlen
+    if ml is not None:
+        return ml < INF
+    if not t.has_bool or t.kind == "rule":
+        # structural and exact, or a recursive rule through intersections: its fixpoint
+        return minlen(t, limit=limit) < INF
+    k = t.kind
+    if k == "seq":
+        # down the right spine of a long concatenation without recursing along it
+        parts, x = [], t
+        while x.kind == "seq" and x._live is None and x._minlen is None:
+            parts.append(x.args[0])
+            x = x.args[1]
+        parts.append(x)
+        v = all(is_live(p, limit=limit) for p in parts)
+    elif k == "alt":
+        # cheapest first: operands that need no search, then by lower bound
+        v = False
+        for x in sorted(t.args, key=lambda y: (y.has_bool, _lower_bound(y), y.id)):
+            if is_live(x, limit=limit):
+                v = True
+                break
+    elif k == "repeat":
+        v = t.args[1] == 0 or is_live(t.args[0], limit=limit)
+    elif k == "and" and any(not is_live(x, limit=limit) for x in t.args):
+        v = False
+    else:
+        v = _live_search(t, limit)
+        if v is None:   # beyond the limit: optimistic (as minlen's estimate is)
+            v = True
+    t._live = v
+    return v
+
+
+def _live_search(t: Term, limit: int) -> bool | None:
+    """Search for a string of ``t`` (an intersection or complement) over derivatives.
+
+    The frontier is ordered as ``minlen``'s A* orders it (depth plus
+    :func:`_lower_bound`, deepest first on ties), but any term already known to be live
+    is a goal, and no exact length is kept.  (Ordering by the bound alone dives into
+    regions where it never drops, such as the body of a string under a ``not``, and
+    runs out of its limit on terms whose shortest string has 13 bytes.)  On success
+    every term on the path found is live; when the frontier runs out, every term met is
+    dead (all that it reaches was met).  None beyond ``limit`` expanded terms."""
+    import heapq
+
+    if is_nullable(t):
+        return True
+    if _lower_bound(t) >= INF:
+        return False
+    if t.kind == "and":   # a shortest string of a plain operand that the others accept
+        busy = _witnessing()
+        if t.id not in busy:
+            busy.add(t.id)
+            try:
+                w = _minlen_witness(t)
+            except _Reentered:
+                w = None
+            finally:
+                busy.discard(t.id)
+            if w is not None:
+                t._minlen = w
+                return True
+    specials = specials_of(t)
+    heap = [(0, 0, t.id, t)]   # (depth + bound, -depth, id, term)
+    seen = {t.id: t}
+    parent: dict[int, Term] = {}
+    expanded = 0
+    while heap:
+        _f, neg_d, _, x = heapq.heappop(heap)
+        if x is not t and (x._live or (x._minlen is not None and x._minlen < INF)
+                           or is_nullable(x)):
+            while x is not t:
+                x._live = True
+                x = parent[x.id]
+            return True
+        expanded += 1
+        if expanded > limit:
+            return None
+        succ = [y for _, y in row(x)]
+        if specials:
+            succ.extend(dspecial(x, s) for s in specials)
+        d = 1 - neg_d
+        for y in succ:
+            if y is NOTHING or y.id in seen or y._live is False:
+                continue
+            hy = y._minlen if y._minlen is not None else _lower_bound(y)
+            if hy >= INF:
+                continue
+            seen[y.id] = y
+            parent[y.id] = x
+            heapq.heappush(heap, (d + hy, -d, y.id, y))
+    for y in seen.values():
+        y._live = False
+        y._minlen = INF
+    return False
 
 
 # ----------------------------------------------------------------------- matching

@@ -246,6 +246,48 @@ def test_union_minlen_searches_only_operands_that_can_win():
     assert ir.minlen(v) == 2
 
 
+def _live_by_exploration(t: ir.Term, limit: int = 20000) -> bool:
+    """Reference: breadth-first over every derivative row (no shortcut, no memo of
+    liveness or lengths): non-empty iff an accepting term is reachable."""
+    seen, todo = {t.id}, [t]
+    while todo:
+        x = todo.pop()
+        if ir.is_nullable(x):
+            return True
+        assert len(seen) < limit
+        for _m, y in ir.row(x):
+            if y is not ir.NOTHING and y.id not in seen:
+                seen.add(y.id)
+                todo.append(y)
+    return False
+
+
+@settings(max_examples=400, deadline=None)
+@given(_terms, _terms, _terms)
+def test_liveness_agrees_with_exhaustive_exploration(a, b, c):
+    # intersections and complements (the search), inside concatenations and unions
+    # (the structure); liveness is asked first, so it decides without minlen's results
+    for t in (ir.both(a, ir.neg(b)), ir.seq(ir.both(a, b), ir.alt(c, ir.both(b, c))),
+              ir.alt(ir.both(a, c), ir.seq(a, ir.neg(ir.alt(b, c))))):
+        assert ir.is_live(t) == _live_by_exploration(t)
+        assert ir.is_live(t) == (ir.minlen(t) < ir.INF)
+
+
+def test_liveness_searches_one_operand_of_a_union():
+    """A union of intersections is live as soon as one operand is: the others are not
+    searched (minlen would compare them all), and a search that runs out marks every
+    term it met dead."""
+    from grammar.jsonvalue import integer_term, number_cmp_term, to_decimal
+    ops = [ir.seq(ir.lit(f"k{i}"), ir.both(integer_term(), number_cmp_term(">=", to_decimal(10 ** i))),
+                  ir.both(ir.lit("xy"), ir.neg(ir.lit(f"x{i}"))))
+           for i in range(1, 9)]
+    u = ir.alt(*ops)
+    assert ir.is_live(u)
+    assert sum(x._live is not None or x._minlen is not None for x in ops) == 1
+    dead = ir.seq(ir.lit("q"), ir.both(ir.star(ir.lit("ab")), ir.neg(ir.star(ir.lit("ab")))))
+    assert not ir.is_live(dead) and ir.minlen(dead) == ir.INF
+
+
 def test_dead_terms_leave_the_intern_table():
     import gc
     key_count = len(ir._intern)

@@ -352,6 +352,41 @@ def test_budget_aware_termination_never_cuts(seed):
     assert used <= budget
 
 
+def test_intersection_states_defer_their_shortest_completion():
+    """A state around an intersection is interned on liveness alone; its shortest
+    completion is computed when a budget mask (or ``minlen``) asks, and then is exact.
+    Budget walks over such a grammar still end complete within the budget."""
+    vocab = vocab_with_extras()
+    schema = {"type": "object", "additionalProperties": False,
+              "properties": {"a": {"oneOf": [{"type": "string", "maxLength": 3},
+                                             {"type": "string", "pattern": "^ab"}]},
+                             "b": {"not": {"enum": ["x", "y"]}, "type": "string"}}}
+    cg = GrammarCompiler(vocab).compile_json_schema(schema, whitespace=0)
+    auto = cg.automaton
+    m = GrammarMatcher(cg)
+    for ch in '{"a":"a':
+        m.fill_next_token_bitmask(allocate_token_bitmask(1, vocab.vocab_size))
+        assert m.accept_token(vocab.token_id(ch))
+    deferred = [s for s in range(1, auto.num_states) if auto._minlen[s] is None]
+    assert deferred, "an intersection state was interned with its length unknown"
+    for s in deferred:
+        assert auto.minlen(s) == ir.minlen(auto.term(s)) < ir.INF
+    rng = random.Random(7)
+    eos = vocab.eos_token_ids[0]
+    need = auto.minlen(auto.start) + 1
+    for budget in (need, need + 3, need + 9):
+        cg = GrammarCompiler(vocab).compile_json_schema(schema, whitespace=0)
+        m = GrammarMatcher(cg, token_budget=budget)
+        used = 0
+        while not m.is_terminated():
+            ids = m.allowed_token_ids()
+            assert len(ids), "no dead ends under a budget"
+            assert m.accept_token(int(rng.choice(ids)))
+            used += 1
+            assert used <= budget
+        assert m.can_terminate() or used == budget
+
+
 def test_vectorised_step_agrees_with_rows():
     """The numpy walk's step over the automaton's table gathers transitions (int32),
     computing on the way (through Automaton._refill) the rows of states met for the first
