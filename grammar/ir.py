@@ -801,6 +801,8 @@ def minlen(t: Term, *, limit: int = 4000) -> int:
             finally:
                 busy.discard(t.id)
         if v is None:
+            if getattr(_witness_local, "no_search", 0):
+                raise _NeedsSearch
             v = _minlen_search(t, limit)
     else:
         v = _minlen_syntactic(t, None)
@@ -933,6 +935,11 @@ class _Reentered(Exception):
     """A witness computation asked for the ``minlen`` of an intersection it is computing."""
 
 
+class _NeedsSearch(Exception):
+    """A witness computation needed the exact length of a nested intersection or
+    complement that only a search can give."""
+
+
 _witness_local = threading.local()
 
 
@@ -957,12 +964,22 @@ def _minlen_witness(t: Term) -> int | None:
     lb = _lower_bound(t)
     if lb >= INF:
         return None
+    loc = _witness_local
     for x in t.args:
-        # a plain operand only: the exact length of one with intersections of its own
-        # would take searches (nested ``oneOf``/``not``: seconds), not a shortcut
-        if x.has_bool or _lower_bound(x) != lb or _minlen_syntactic(x, None) != lb:
+        if _lower_bound(x) != lb:
             continue
-        w = _shortest_string(x, lb)
+        # the lengths of the intersections nested in x come from their own shortcuts or
+        # not at all: a search for each of them (nested oneOf and not inside objects)
+        # costs seconds, far more than the one search this shortcut would save
+        loc.no_search = getattr(loc, "no_search", 0) + 1
+        try:
+            if _minlen_syntactic(x, None) != lb:
+                continue
+            w = _shortest_string(x, lb)
+        except _NeedsSearch:
+            continue
+        finally:
+            loc.no_search -= 1
         if w is not None and all(y is x or _accepts(y, w) for y in t.args):
             return lb
     return None
@@ -989,7 +1006,7 @@ def _shortest_string(t: Term, n: int) -> list | None:
             stack.append(x.args[1])
             stack.append(x.args[0])
         elif k == "alt":
-            stack.append(min(x.args, key=lambda y: (_minlen_syntactic(y, None), y.has_bool)))
+            stack.append(_shortest_operand(x))
         elif k == "repeat":
             stack.extend([x.args[0]] * x.args[1])
         elif k == "rule":
@@ -999,6 +1016,20 @@ def _shortest_string(t: Term, n: int) -> list | None:
         elif k != "empty":
             return None
     return out if len(out) == n else None
+
+
+def _shortest_operand(t: Term) -> Term:
+    """An operand of the union ``t`` with the shortest length (a plain one on ties), by
+    branch and bound: an operand whose lower bound is no better than the best length so
+    far is never asked for its exact length."""
+    best, bx = INF, t.args[0]
+    for lb, _b, _i, y in sorted((_lower_bound(y), y.has_bool, y.id, y) for y in t.args):
+        if lb >= best:
+            break
+        v = _minlen_syntactic(y, None)
+        if v < best:
+            best, bx = v, y
+    return bx
 
 
 def _accepts(t: Term, w: list) -> bool:

@@ -246,6 +246,20 @@ def test_union_minlen_searches_only_operands_that_can_win():
     assert ir.minlen(v) == 2
 
 
+def test_witness_never_searches_nested_intersections(monkeypatch):
+    """The witness shortcut takes the lengths of nested intersections from their own
+    shortcuts or declines; it never runs the A* for them (on nested oneOf/not inside
+    objects those searches cost seconds).  minlen itself then searches once."""
+    calls = []
+    real = ir._minlen_search
+    monkeypatch.setattr(ir, "_minlen_search", lambda t, limit: calls.append(t) or real(t, limit))
+    inner = ir.both(ir.star(ir.lit("qz")), ir.neg(ir.EMPTY))   # its length takes a search
+    outer = ir.both(ir.seq(ir.lit("x"), inner), ir.star(ir.byte_class(b"qxz")))
+    assert ir._minlen_witness(outer) is None and not calls
+    assert ir.is_live(outer) and not calls
+    assert ir.minlen(outer) == 3 and calls
+
+
 def _live_by_exploration(t: ir.Term, limit: int = 20000) -> bool:
     """Reference: breadth-first over every derivative row (no shortcut, no memo of
     liveness or lengths): non-empty iff an accepting term is reachable."""
