@@ -790,16 +790,9 @@ def minlen(t: Term, *, limit: int = 4000) -> int:
         # everything around them composes structurally
         v = None
         if t.kind == "and":
-            busy = _witnessing()
-            if t.id in busy:   # the witness of t led back to t (through a rule)
+            if t.id in _witnessing():   # the witness of t led back to t (through a rule)
                 raise _Reentered
-            busy.add(t.id)
-            try:
-                v = _minlen_witness(t)
-            except _Reentered:
-                v = None
-            finally:
-                busy.discard(t.id)
+            v = _try_witness(t)
         if v is None:
             if getattr(_witness_local, "no_search", 0):
                 raise _NeedsSearch
@@ -949,6 +942,21 @@ def _witnessing() -> set[int]:
     if busy is None:
         busy = _witness_local.busy = set()
     return busy
+
+
+def _try_witness(t: Term) -> int | None:
+    """:func:`_minlen_witness` of the intersection ``t``, None when it declines or when it
+    leads back to ``t`` itself (through a rule)."""
+    busy = _witnessing()
+    if t.id in busy:
+        return None
+    busy.add(t.id)
+    try:
+        return _minlen_witness(t)
+    except _Reentered:
+        return None
+    finally:
+        busy.discard(t.id)
 
 
 def _minlen_witness(t: Term) -> int | None:
@@ -1107,10 +1115,9 @@ def is_live(t: Term, *, limit: int = 4000) -> bool:
     intersections and complements the structure decides (a concatenation is live when
     both parts are, a union when one operand is, so a union of schemas looks at one of
     them), and an intersection or complement needs *some* string, not the shortest: its
-    search stops at the first term known to be live, and never asks for the exact length
-    of the intersections nested in its operands (``minlen`` does, through its witness
-    shortcut: seconds of nested searches on ``oneOf`` and ``not`` inside objects).
-    Beyond ``limit`` expanded states the answer is the optimistic True, as ``minlen``'s
+    search stops at the first term known to be live (``minlen``'s A* expands every term
+    that might lie on a shorter path: seconds on ``oneOf`` and ``not`` nested inside
+    objects, where it runs once per new state).  Beyond ``limit`` expanded states the answer is the optimistic True, as ``minlen``'s
     estimate is, and it is memoised as that is."""
     v = t._live
     if v is not None:
@@ -1165,19 +1172,11 @@ def _live_search(t: Term, limit: int) -> bool | None:
         return True
     if _lower_bound(t) >= INF:
         return False
-    if t.kind == "and":   # a shortest string of a plain operand that the others accept
-        busy = _witnessing()
-        if t.id not in busy:
-            busy.add(t.id)
-            try:
-                w = _minlen_witness(t)
-            except _Reentered:
-                w = None
-            finally:
-                busy.discard(t.id)
-            if w is not None:
-                t._minlen = w
-                return True
+    if t.kind == "and":   # a shortest string of one operand that the others accept
+        w = _try_witness(t)
+        if w is not None:
+            t._minlen = w
+            return True
     specials = specials_of(t)
     heap = [(0, 0, t.id, t)]   # (depth + bound, -depth, id, term)
     seen = {t.id: t}
