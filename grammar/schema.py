@@ -1039,6 +1039,67 @@ class _Compiler:
             return self._number(c, int_drafts or [])
         return self._string(c)
 
+    def _finite_values(self, members: list, name: str) -> frozenset | None:
+        """The scalar values that property ``name`` may take under every node of
+        ``members`` (their ``const``/``enum``, JSON-typed so ``True != 1``), or None when
+        they leave it unbounded or allow a non-scalar."""
+        vals: frozenset | None = None
+        for m in members:
+            props = m.get("properties")
+            if not isinstance(props, dict) or name not in props:
+                continue
+            for q in self._static_closure(self.ctx.child(m, props[name], "properties", name)):
+                if q.has("const"):
+                    cands = [q.schema["const"]]
+                elif isinstance(q.get("enum"), list):
+                    cands = q.schema["enum"]
+                else:
+                    continue
+                keys = [_scalar_key(x) for x in cands]
+                if None in keys:
+                    continue
+                v = frozenset(keys)
+                vals = v if vals is None else vals & v
+        return vals
+
+    def _discriminated(self, c: tuple, m: _Node, branches: list) -> bool:
+        """Whether no object at this location can satisfy two of ``m``'s ``oneOf``
+        ``branches``: for every pair, some property that every such object has (required
+        here or by either branch) takes values from disjoint finite sets in the two (a
+        ``type`` tag: ``{"enum": ["AzureBlob"]}``).  Then ``oneOf`` is ``anyOf`` here and
+        needs no complement of the other branches."""
+        if len(branches) < 2 or len(branches) > 64:
+            return False
+        here: set[str] = set()
+        for x in c:
+            if isinstance(x, _Node):
+                r = x.get("required")
+                if isinstance(r, list):
+                    here.update(k for k in r if isinstance(k, str))
+        info = []
+        for i, b in enumerate(branches):
+            mem = self._static_closure(self.ctx.child(m, b, "oneOf", i))
+            req: set[str] = set()
+            for x in mem:
+                r = x.get("required")
+                if isinstance(r, list):
+                    req.update(k for k in r if isinstance(k, str))
+            info.append((mem, req, {}))
+
+        def values(k: int, name: str):
+            memo = info[k][2]
+            if name not in memo:
+                memo[name] = self._finite_values(info[k][0], name)
+            return memo[name]
+
+        for i in range(len(info)):
+            for j in range(i + 1, len(info)):
+                names = here | info[i][1] | info[j][1]
+                if not any((vi := values(i, k)) is not None and (vj := values(j, k)) is not None
+                           and not (vi & vj) for k in sorted(names)):
+                    return False
+        return True
+
     @staticmethod
     def _has_dyn(m: _Node) -> bool:
         return any(m.has(k) for k in ("anyOf", "oneOf", "not", "if", "dependentSchemas",
@@ -1069,7 +1130,7 @@ class _Compiler:
                     # a side that is the whole universe drops out of the intersection (no
                     # intersection term: {"anyOf": [...]} alone costs what its branches
                     # do, and builds no universe when the location's own one is unbuilt)
-                    if kw == "anyOf":
+                    if kw == "anyOf" or (t == "object" and self._discriminated(c, m, br)):
                         u = None if out[t] is _UNBUILT else univ(t)
                         out[t] = _meet(out[t], alt(*parts), u)
                     else:
@@ -1993,6 +2054,20 @@ def _exactly_one(parts: list[Term], U: Term) -> Term:
     head, rest = parts[0], parts[1:]
     any_rest = alt(*rest)
     return alt(both(head, neg(any_rest)), both(U, neg(head), _exactly_one(rest, U)))
+
+
+def _scalar_key(x):
+    """A hashable key of a JSON scalar under JSON equality (``1 == 1.0``, ``True != 1``),
+    or None for an array or object."""
+    if isinstance(x, bool):
+        return ("bool", x)
+    if isinstance(x, (int, float)):
+        return ("num", to_decimal(x))
+    if isinstance(x, str):
+        return ("str", x)
+    if x is None:
+        return ("null",)
+    return None
 
 
 def _json_eq(a, b) -> bool:

@@ -249,6 +249,50 @@ def test_applicators_alone_add_no_intersection():
     assert matches(both, b'{"name": "g"}') and not matches(both, b'{"name": "f", "x": 1}')
 
 
+def _as_any_of(schema: dict) -> dict:
+    return {("anyOf" if k == "oneOf" else k): v for k, v in schema.items()}
+
+
+def test_discriminated_one_of_needs_no_complement():
+    """oneOf branches told apart by a tag (a property every object here has, with disjoint
+    const/enum values in the branches) are a plain union: no complement of the other
+    branches.  The tag may be required by the location (as in the Azure schemas) or by
+    the branches, and may sit behind $ref/allOf.  Without such a tag oneOf stays exact."""
+    from grammar import ir
+    defs = {"blob": {"properties": {"type": {"enum": ["AzureBlob"]}, "path": {"type": "string"}}},
+            "table": {"allOf": [{"properties": {"type": {"const": "AzureTable"}}}],
+                      "properties": {"name": {"type": "string"}}},
+            "flag": {"properties": {"type": {"enum": [True]}}}}
+    tagged = {"type": "object", "required": ["type"], "definitions": defs,
+              "oneOf": [{"$ref": "#/definitions/blob"}, {"$ref": "#/definitions/table"},
+                        {"$ref": "#/definitions/flag"}]}
+    t = json_schema_term(tagged).term
+    assert t is json_schema_term(_as_any_of(tagged)).term
+    check(tagged, valid=[{"type": "AzureBlob", "path": "p"}, {"type": "AzureTable", "name": "n"},
+                         {"type": True}],
+          invalid=[{"type": "Other"}, {"path": "p"}, {"type": 1}, {"type": "AzureBlob", "path": 1}])
+    # the tag required by the branches themselves (objects only: a string would satisfy
+    # both branches, so oneOf stays exact for the other types)
+    own = {"type": "object",
+           "oneOf": [{"properties": {"k": {"const": 1}}, "required": ["k"]},
+                     {"properties": {"k": {"const": 2}, "x": {"type": "integer"}}, "required": ["k"]}]}
+    assert json_schema_term(own).term is json_schema_term(_as_any_of(own)).term
+    check(own, valid=[{"k": 1}, {"k": 2, "x": 3}, {"k": 1.0}], invalid=[{"k": 3}, {}, "s"])
+    check({"oneOf": own["oneOf"]}, valid=[{"k": 2}], invalid=["s", 1, {"k": 3}])
+    # not a discriminator: a tag required nowhere, overlapping values (1 == 2.0 - 1.0)
+    for branches in ([{"properties": {"k": {"const": 1}}}, {"properties": {"k": {"const": 2}}}],
+                     [{"properties": {"k": {"enum": [1, 2]}}, "required": ["k"]},
+                      {"properties": {"k": {"enum": [2.0, 3]}}, "required": ["k"]}],
+                     [{"properties": {"k": {"enum": [1]}}, "required": ["k"]},
+                      {"properties": {"k": {"enum": [1.0]}}, "required": ["k"]}]):
+        exact = {"type": "object", "oneOf": branches}
+        assert json_schema_term(exact).term is not json_schema_term(_as_any_of(exact)).term
+        v = jsonschema.Draft7Validator(exact)
+        for inst in ({}, {"k": 1}, {"k": 2}, {"k": 3}, {"k": 2.0}, {"k": 1.0}):
+            assert acc(exact, json.dumps(inst)) == v.is_valid(inst), (branches, inst)
+    assert ir.minlen(t) == len('{"type":true}')
+
+
 def test_applicators_alone_build_no_universe(monkeypatch):
     # an anyOf at a location with no object keywords of its own replaces the location's
     # object language by its branches' union without building the location's universe
