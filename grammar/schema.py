@@ -48,8 +48,9 @@ Keywords
 * ``type`` (lists too), ``enum``, ``const`` (JSON equality: ``1 == 1.0``; every spelling of
   the value), OpenAPI ``nullable: true`` (adds ``null``; ``JsonOptions.nullable``).
 * ``allOf`` (merged structurally: object slots and array positions are combined per key or
-  index), ``anyOf``, ``oneOf`` (exactly one: ``B1∧¬(B2∨…) ∨ ¬B1∧(exactly one of B2…)``),
-  ``not`` (complement within the canonical universe), ``if``/``then``/``else``.
+  index), ``anyOf``, ``oneOf`` (exactly one: ``B1∧¬(B2∨…) ∨ ¬B1∧(exactly one of B2…)``;
+  for objects, branches with disjoint ``const``/``enum`` tags on a property every object
+  there has are just unioned), ``not`` (complement within the canonical universe), ``if``/``then``/``else``.
 * ``$ref``, ``$defs``/``definitions``, ``$id``/``id``, ``$anchor``, JSON pointers (``~0``,
   ``~1``, ``%``-escapes), recursive schemas (one :class:`~grammar.ir.Rule` per recursive
   location), remote references resolved through ``remotes`` only (never the network),
