@@ -296,24 +296,32 @@ class Automaton:
                 return self._mask_from_reference(s, *ref)
             exits, ids, ends = self._walk(s)
         m = idx.ids_to_words(ids)
-        worst = self._known_max(ends)
         if exits is not None:
             m |= idx.slice(exits)[0]
-            ms = self._minlen[s]
-            worst = None if worst is None or ms is None else max(worst, ms + 3)
-        return self._finish_mask(s, m, worst)
+        return self._finish_mask(s, m, self._known_max(ends), exits)
 
-    def _finish_mask(self, s: int, m: np.ndarray, worst: int | None) -> np.ndarray:
+    def _widen(self, s: int, worst: int | None, exits: bytes | None, ml) -> int | None:
+        """``worst`` (the longest shortest completion after a walked token of ``s``)
+        widened by the slice tokens (``exits``: ``minlen(s)`` plus up to 3 pending UTF-8
+        bytes) and the special tokens.  ``ml(state)`` gives a state's shortest completion,
+        or None when it is not known; then the result is None too."""
+        ends = [worst]
+        if exits is not None:
+            x = ml(s)
+            ends.append(None if x is None else x + 3)
+        ends.extend(ml(t) for t in self.special_next(s).values())
+        return None if None in ends else max(ends)
+
+    def _finish_mask(self, s: int, m: np.ndarray, worst: int | None,
+                     exits: bytes | None = None) -> np.ndarray:
         """Add the special tokens and EOS that ``s`` allows to its trie tokens ``m``, and
-        record ``worst`` (the longest shortest completion after a token) widened by the
-        special tokens' ends, when every one of them is known (else a budget mask of ``s``
-        computes it when one is asked for)."""
-        sp = self.special_next(s)
-        if sp and worst is not None:
-            ends = [self._minlen[t] for t in sp.values()]
-            worst = None if None in ends else max(worst, *ends)
+        record the longest shortest completion after a token (:meth:`_widen` of ``worst``)
+        when every one of them is known (else a budget mask of ``s`` computes it when one
+        is asked for)."""
+        worst = self._widen(s, worst, exits, self._minlen.__getitem__)
         if worst is not None:
             self._max_end[s] = worst
+        sp = self.special_next(s)
         self._set_bits(m, list(sp.keys()))
         if self._nullable[s]:
             self._set_bits(m, self.index.vocab.eos_token_ids)
@@ -424,9 +432,8 @@ class Automaton:
             sp = self.special_next(s)
             sp_ml = {t: self.minlen(n) for t, n in sp.items()}
             if s not in self._max_end:   # the mask left it unknown
-                worst = max([int(endml.max()) if len(endml) else 0, *sp_ml.values()])
-                if exits is not None:
-                    worst = max(worst, self.minlen(s) + 3)
+                worst = self._widen(s, int(endml.max()) if len(endml) else 0, exits,
+                                    self.minlen)
                 self._max_end[s] = worst
                 if limit >= worst:
                     return full

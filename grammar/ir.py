@@ -790,8 +790,6 @@ def minlen(t: Term, *, limit: int = 4000) -> int:
         # everything around them composes structurally
         v = None
         if t.kind == "and":
-            if t.id in _witnessing():   # the witness of t led back to t (through a rule)
-                raise _Reentered
             v = _try_witness(t)
         if v is None:
             if getattr(_witness_local, "no_search", 0):
@@ -826,14 +824,8 @@ def _minlen_syntactic(t: Term, rules: dict | None) -> int:
         v = INF if a >= INF else min(INF, a + _minlen_syntactic(t.args[1], rules))
     elif k == "alt":
         if rules is None and t.has_bool:
-            # branch and bound: an operand whose lower bound is no better than the best
-            # exact length so far cannot win, so its intersections are never searched
-            # (a union of tool schemas then searches about one of them, not all)
-            v = INF
-            for lb, x in sorted([(_lower_bound(x), x) for x in t.args]):   # ties: by id
-                if lb >= v:
-                    break
-                v = min(v, _minlen_syntactic(x, None))
+            # branch and bound: a union of tool schemas searches about one of them, not all
+            v = _shortest_operand(t)[0]
         else:
             v = min(_minlen_syntactic(x, rules) for x in t.args)
     elif k == "repeat":
@@ -945,11 +937,12 @@ def _witnessing() -> set[int]:
 
 
 def _try_witness(t: Term) -> int | None:
-    """:func:`_minlen_witness` of the intersection ``t``, None when it declines or when it
-    leads back to ``t`` itself (through a rule)."""
+    """:func:`_minlen_witness` of the intersection ``t``, None when it declines or when a
+    witness it asks for leads back to ``t`` (through a rule).  Asked for again while its
+    own witness is computed, ``t`` raises :class:`_Reentered` for the outer one."""
     busy = _witnessing()
     if t.id in busy:
-        return None
+        raise _Reentered
     busy.add(t.id)
     try:
         return _minlen_witness(t)
@@ -1014,7 +1007,7 @@ def _shortest_string(t: Term, n: int) -> list | None:
             stack.append(x.args[1])
             stack.append(x.args[0])
         elif k == "alt":
-            stack.append(_shortest_operand(x))
+            stack.append(_shortest_operand(x)[1])
         elif k == "repeat":
             stack.extend([x.args[0]] * x.args[1])
         elif k == "rule":
@@ -1026,10 +1019,11 @@ def _shortest_string(t: Term, n: int) -> list | None:
     return out if len(out) == n else None
 
 
-def _shortest_operand(t: Term) -> Term:
-    """An operand of the union ``t`` with the shortest length (a plain one on ties), by
-    branch and bound: an operand whose lower bound is no better than the best length so
-    far is never asked for its exact length."""
+def _shortest_operand(t: Term) -> tuple[int, Term]:
+    """``(length, operand)``: the shortest length of the union ``t`` and an operand that
+    has it (a plain one on ties), by branch and bound: an operand whose lower bound is no
+    better than the best length so far is never asked for its exact length, so its
+    intersections are never searched."""
     best, bx = INF, t.args[0]
     for lb, _b, _i, y in sorted((_lower_bound(y), y.has_bool, y.id, y) for y in t.args):
         if lb >= best:
@@ -1037,7 +1031,7 @@ def _shortest_operand(t: Term) -> Term:
         v = _minlen_syntactic(y, None)
         if v < best:
             best, bx = v, y
-    return bx
+    return best, bx
 
 
 def _accepts(t: Term, w: list) -> bool:
@@ -1046,6 +1040,14 @@ def _accepts(t: Term, w: list) -> bool:
         if t is NOTHING:
             return False
     return is_nullable(t)
+
+
+def _successors(x: Term, specials: frozenset[int]) -> list[Term]:
+    """The derivatives of ``x`` by every byte class and by each of ``specials``."""
+    succ = [y for _, y in row(x)]
+    if specials:
+        succ.extend(dspecial(x, s) for s in specials)
+    return succ
 
 
 def _minlen_search(t: Term, limit: int) -> int:
@@ -1089,9 +1091,7 @@ def _minlen_search(t: Term, limit: int) -> int:
         expanded += 1
         if expanded > limit:
             return f  # optimistic beyond the search limit
-        succ = [y for _, y in row(x)]
-        if specials:
-            succ.extend(dspecial(x, s) for s in specials)
+        succ = _successors(x, specials)
         for y in succ:
             if y is NOTHING:
                 continue
@@ -1193,9 +1193,7 @@ def _live_search(t: Term, limit: int) -> bool | None:
         expanded += 1
         if expanded > limit:
             return None
-        succ = [y for _, y in row(x)]
-        if specials:
-            succ.extend(dspecial(x, s) for s in specials)
+        succ = _successors(x, specials)
         d = 1 - neg_d
         for y in succ:
             if y is NOTHING or y.id in seen or y._live is False:

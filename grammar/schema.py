@@ -1069,23 +1069,13 @@ class _Compiler:
         here or by either branch) takes values from disjoint finite sets in the two (a
         ``type`` tag: ``{"enum": ["AzureBlob"]}``).  Then ``oneOf`` is ``anyOf`` here and
         needs no complement of the other branches."""
-        if len(branches) < 2 or len(branches) > 64:
+        if len(branches) < 2 or len(branches) > 64:   # pairs checked: at most 2016
             return False
-        here: set[str] = set()
-        for x in c:
-            if isinstance(x, _Node):
-                r = x.get("required")
-                if isinstance(r, list):
-                    here.update(k for k in r if isinstance(k, str))
+        here = _required_names(c)
         info = []
         for i, b in enumerate(branches):
             mem = self._static_closure(self.ctx.child(m, b, "oneOf", i))
-            req: set[str] = set()
-            for x in mem:
-                r = x.get("required")
-                if isinstance(r, list):
-                    req.update(k for k in r if isinstance(k, str))
-            info.append((mem, req, {}))
+            info.append((mem, _required_names(mem), {}))
 
         def values(k: int, name: str):
             memo = info[k][2]
@@ -2055,6 +2045,16 @@ def _exactly_one(parts: list[Term], U: Term) -> Term:
     head, rest = parts[0], parts[1:]
     any_rest = alt(*rest)
     return alt(both(head, neg(any_rest)), both(U, neg(head), _exactly_one(rest, U)))
+
+
+def _required_names(nodes) -> set[str]:
+    """The names that the ``required`` of any of ``nodes`` lists."""
+    out: set[str] = set()
+    for x in nodes:
+        r = x.get("required") if isinstance(x, _Node) else None
+        if isinstance(r, list):
+            out.update(k for k in r if isinstance(k, str))
+    return out
 
 
 def _scalar_key(x):

@@ -372,7 +372,6 @@ def test_intersection_states_defer_their_shortest_completion():
     for s in deferred:
         assert auto.minlen(s) == ir.minlen(auto.term(s)) < ir.INF
     rng = random.Random(7)
-    eos = vocab.eos_token_ids[0]
     need = auto.minlen(auto.start) + 1
     for budget in (need, need + 3, need + 9):
         cg = GrammarCompiler(vocab).compile_json_schema(schema, whitespace=0)
