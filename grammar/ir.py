@@ -404,8 +404,57 @@ def both(*ts: Term) -> Term:
         return next(iter(items))
     if EMPTY in items:
         return EMPTY if all(is_nullable(x) for x in items) else NOTHING
+    if all(x._null is False for x in items):
+        common = _ANY_FIRST
+        for x in items:
+            common &= _first(x, 8)
+            if not common:   # no first symbol in common: nothing in the intersection
+                return NOTHING
     args = tuple(sorted(items, key=_by_id))
     return _mk("and", args, False, True, ("and",) + tuple(x.id for x in args))
+
+
+_SPECIAL_FIRST = 1 << 256           # stands for every special token in a first set
+_ANY_FIRST = FULL_MASK | _SPECIAL_FIRST
+
+
+def _first(t: Term, depth: int) -> int:
+    """A superset of the first symbols of ``t``'s non-empty strings (bytes as bits 0-255,
+    any special token as bit 256), read from the structure ``depth`` levels down (deeper
+    means any).  For the cheap disjointness check of :func:`both`."""
+    if t._row is not None:
+        m = 0
+        for x, _ in t._row:
+            m |= x
+        return m | (_SPECIAL_FIRST if specials_of(t) else 0)
+    k = t.kind
+    if k == "bytes":
+        return t.args[0]
+    if k == "special":
+        return _SPECIAL_FIRST
+    if k in ("empty", "nothing"):
+        return 0
+    if depth == 0:
+        return _ANY_FIRST
+    if k == "seq":
+        a, b = t.args
+        m = _first(a, depth - 1)
+        return m | _first(b, depth - 1) if a._null is not False else m
+    if k == "alt":
+        m = 0
+        for x in t.args:
+            m |= _first(x, depth - 1)
+            if m == _ANY_FIRST:
+                break
+        return m
+    if k == "repeat":
+        return _first(t.args[0], depth - 1)
+    if k == "and":
+        m = _ANY_FIRST
+        for x in t.args:
+            m &= _first(x, depth - 1)
+        return m
+    return _ANY_FIRST   # not, rule
 
 
 def neg(t: Term) -> Term:

@@ -55,7 +55,7 @@ from .ir import (
 
 __all__ = [
     "SCI_DIGITS", "ws", "hex_range", "json_char", "json_char_any", "string_content_any",
-    "string_term", "string_literal", "normalize_ranges", "number_term", "integer_term",
+    "string_term", "string_literal", "string_except", "normalize_ranges", "number_term", "integer_term",
     "number_cmp_term", "number_equal_term", "multiple_of_term", "null_term", "boolean_term",
     "json_value_term", "to_decimal", "MAX_CODEPOINT", "string_content_literal",
     "UnsupportedMultipleOf", "MAX_MULTIPLE_STATES",
@@ -239,6 +239,52 @@ def string_literal(s: str) -> Term:
     """All JSON spellings of the string value ``s`` (quotes included)."""
     c = string_content_literal(s)
     return NOTHING if c is NOTHING else seq(_QUOTE, c, _QUOTE)
+
+
+def string_except(names: Iterable[str]) -> Term:
+    """Every JSON string (quotes included) whose value is none of ``names``, over all
+    spellings, without an intersection or a complement.
+
+    The same language as ``both(string_term(), neg(alt(*map(string_literal, names))))``,
+    built on the trie of the names' code points: at a node, the closing quote (unless a
+    name ends there), a character that no name continues with (then any content), or a
+    character that some name continues with (then that child's node).  Its derivatives
+    stay structural (no intersection terms, no liveness search); it has one alternative
+    per trie edge.  Names holding a lone surrogate have no spelling and are skipped."""
+    root: dict = {}
+    for n in names:
+        if any(0xD800 <= ord(ch) <= 0xDFFF for ch in n):
+            continue
+        node = root
+        for ch in n:
+            node = node.setdefault(ord(ch), {})
+        node[-1] = None    # a name ends here
+    # post-order without recursion (a name may be long)
+    built: dict[int, Term] = {}
+    stack: list[tuple[dict, bool]] = [(root, False)]
+    while stack:
+        node, ready = stack.pop()
+        kids = sorted(c for c in node if c >= 0)
+        if not ready:
+            stack.append((node, True))
+            stack.extend((node[c], False) for c in kids)
+            continue
+        parts = [] if -1 in node else [_QUOTE]
+        parts.append(seq(_json_char_except(tuple(kids)), string_content_any(), _QUOTE))
+        parts.extend(seq(json_char([(c, c)]), built.pop(id(node[c]))) for c in kids)
+        built[id(node)] = alt(*parts)
+    return seq(_QUOTE, built[id(root)])
+
+
+@functools.lru_cache(maxsize=4096)
+def _json_char_except(cps: tuple[int, ...]) -> Term:
+    """One JSON string character whose code point is not in ``cps`` (sorted).  The non-ASCII
+    code points are one shared term when ``cps`` is all ASCII (key names usually are), so
+    a new set costs the ASCII part only."""
+    if cps and cps[-1] < 0x80:
+        ascii_rest = _subtract([(0, 0x7F)], [(c, c) for c in cps])
+        return alt(json_char(ascii_rest), json_char([(0x80, MAX_CODEPOINT)]))
+    return json_char(_subtract([(0, MAX_CODEPOINT)], [(c, c) for c in cps]))
 
 
 @functools.lru_cache(maxsize=None)

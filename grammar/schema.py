@@ -141,7 +141,7 @@ from .jsonvalue import json_value_term as _json_value
 from .jsonvalue import (
     UnsupportedMultipleOf, boolean_term, integer_term, json_char_any,
     multiple_of_term, null_term, number_cmp_term, number_equal_term, number_term,
-    string_literal, string_term, to_decimal, ws,
+    string_except, string_literal, string_term, to_decimal, ws,
 )
 from .regex import pattern_string_term
 
@@ -1016,6 +1016,14 @@ class _Compiler:
                     self.bad(m, "enum", "enum/const value is not JSON")
             for t in list(out):
                 vs = per.get(t)
+                if vs and t in ("string", "boolean", "null"):
+                    # these constraints are on the decoded value, so one spelling of a
+                    # value decides for all: keep the values that pass, no intersection
+                    vs = [v for v in vs
+                          if matches(out[t], json.dumps(v, ensure_ascii=False).encode())]
+                    if vs:
+                        out[t] = alt(*[self.literal(v, sg) for v in vs])
+                        continue
                 if not vs:
                     del out[t]
                     continue
@@ -1825,9 +1833,7 @@ class _Compiler:
 
         def key_t() -> Term:
             if not key_memo:
-                kt = string_term()
-                if order:
-                    kt = both(kt, neg(alt(*[string_literal(k) for k in order])))
+                kt = string_except(order) if order else string_term()
                 if pn_terms:
                     kt = both(kt, *pn_terms)
                 key_memo.append(kt)

@@ -155,6 +155,32 @@ def test_intersection_witness_is_exact_when_it_answers(a, b):
 
 
 @settings(max_examples=300, deadline=None)
+@given(_terms, _terms)
+def test_intersection_of_disjoint_starts_is_nothing(a, b):
+    """``both`` returns NOTHING at once when no first symbol is common to non-nullable
+    operands; whatever it returns has exactly the intersection's language."""
+    import itertools
+    t = ir.both(a, b)
+    for n in range(4):
+        for w in itertools.product(_ALPHABET, repeat=n):
+            assert ir.matches(t, bytes(w)) == (ir.matches(a, bytes(w)) and ir.matches(b, bytes(w)))
+    # without intersections inside, the structure gives the exact first bytes
+    if not (a.has_bool or b.has_bool or ir.is_nullable(a) or ir.is_nullable(b)):
+        fa = sum(m for m, _ in ir.row(a))
+        fb = sum(m for m, _ in ir.row(b))
+        if not fa & fb:
+            assert t is ir.NOTHING
+
+
+def test_integer_exponent_pieces_build_no_empty_intersection():
+    # "-y" exponents compare the digits of y with a bound; a bound that only "0" meets
+    # used to leave and("0", "[1-9][0-9]*") in every integer term
+    assert ir.both(ir.lit("0"), ir.seq(ir.byte_range(0x31, 0x39), ir.star(ir.byte_range(0x30, 0x39)))) is ir.NOTHING
+    assert ir.both(ir.special(5), ir.lit("a")) is ir.NOTHING
+    assert ir.both(ir.special(5), ir.alt(ir.special(5), ir.lit("a"))).kind == "and"
+
+
+@settings(max_examples=300, deadline=None)
 @given(_terms, st.sampled_from(list(_ALPHABET)))
 def test_one_byte_derivative_agrees_with_rows(t, b):
     # _dsym builds one byte derivative without the row; its language must equal the row's

@@ -345,16 +345,16 @@ def test_universe_of_a_location_that_contains_itself():
 
 def test_closed_object_builds_no_name_exclusion(monkeypatch):
     # with additionalProperties false no member outside the declared names exists, so the
-    # lowering builds no "any name but these" complement (it used to, only to drop it)
+    # lowering builds no "any name but these" term (it used to, only to drop it)
     from grammar import schema as schema_mod
     built = []
 
-    def counting_neg(t):
-        built.append(t)
-        return real_neg(t)
+    def counting_except(names):
+        built.append(list(names))
+        return real_except(names)
 
-    real_neg = schema_mod.neg
-    monkeypatch.setattr(schema_mod, "neg", counting_neg)
+    real_except = schema_mod.string_except
+    monkeypatch.setattr(schema_mod, "string_except", counting_except)
     closed = {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"const": "x"}},
               "additionalProperties": False}
     json_schema_term(closed)
@@ -363,8 +363,65 @@ def test_closed_object_builds_no_name_exclusion(monkeypatch):
     # open objects still exclude the declared names from the additional ones
     opened = dict(closed, additionalProperties={"type": "string"})
     json_schema_term(opened)
-    assert len(built) == 1
+    assert built == [["a", "b"]]
     check(opened, valid=[{"c": "s"}, {"a": 1, "z": "t"}], invalid=[{"c": 1}, {"a": "s"}])
+
+
+def _has_intersection(t) -> bool:
+    from grammar import ir
+    seen, stack = set(), [t]
+    while stack:
+        x = stack.pop()
+        if x.id in seen or not x.has_bool:
+            continue
+        if x.kind in ("and", "not"):
+            return True
+        seen.add(x.id)
+        stack.extend([x.body] if x.kind == "rule" else
+                     [a for a in x.args if isinstance(a, ir.Term)])
+    return False
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.text(alphabet='ab"\\\u00e9\U0001f600\x01', max_size=3), max_size=5),
+       st.lists(st.text(alphabet='ab"\\\u00e9\U0001f600\x01c', max_size=4), max_size=8))
+def test_string_except_is_the_complement_of_the_names(names, probes):
+    """``string_except`` (a trie of the names, no intersection) has the language of
+    ``string ∧ ¬(literal | ...)`` over every spelling: raw, escaped, \\u-escaped, pairs."""
+    from grammar.ir import alt, both, neg
+    new = jv.string_except(names)
+    assert not _has_intersection(new)
+    old = both(jv.string_term(), neg(alt(*[jv.string_literal(k) for k in names])))
+    for p in names + probes:
+        for text in {json.dumps(p), json.dumps(p, ensure_ascii=False),
+                     json.dumps(p).replace("a", "\\u0061"), json.dumps(p)[:-1], json.dumps(p) + '"',
+                     json.dumps(p)[1:]}:
+            b = text.encode()
+            assert matches(new, b) == matches(old, b) == (
+                text in (json.dumps(p), json.dumps(p, ensure_ascii=False),
+                         json.dumps(p).replace("a", "\\u0061")) and p not in names), text
+
+
+def test_open_objects_and_typed_enums_need_no_intersection():
+    # the free names of an open object, a string/boolean/null enum under its type and
+    # other constraints, and integers lower to structural terms: their derivatives need
+    # no intersection products and their states no liveness search
+    for schema in ({"type": "object", "properties": {"ab": {"type": "integer"},
+                                                     "ac": {"type": "string"}}},
+                   {"type": "string", "enum": ["x", "yy", "zzz"], "maxLength": 2},
+                   {"type": ["boolean", "null"], "enum": [True, None, 3]},
+                   {"type": "integer"}):
+        assert not _has_intersection(json_schema_term(schema).term), schema
+    check({"type": "string", "enum": ["x", "yy", "zzz", 1], "maxLength": 2},
+          valid=["x", "yy"], invalid=["zzz", 1, "z"])
+    check({"type": "string", "enum": ["a1", "b", "22"], "pattern": "^[a-z]"},
+          valid=["a1", "b"], invalid=["22", "c"])
+    assert acc({"enum": ["\u00e9t\u00e9"], "type": "string"}, '"\\u00e9t\\u00e9"')
+    check({"type": "object", "properties": {"ab": {"type": "integer"}}},
+          valid=[{"ab": 1, "a": "s"}, {"abc": [1], "b": {}}, {"\u00e9": 1}],
+          invalid=[{"ab": "s"}, {"a": 1, "ab": "s"}])
+    assert not acc({"type": "object", "properties": {"ab": {"type": "integer"}}},
+                   '{"\\u0061b": "s"}')      # an escaped spelling of a declared name
 
 
 def test_refs_and_recursion():
