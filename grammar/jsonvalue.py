@@ -50,7 +50,7 @@ from typing import Iterable, Sequence
 
 from .ir import (
     EMPTY, NOTHING, Rule, Term, alt, both, byte_class, byte_range, codepoint_ranges, lit, opt, plus,
-    repeat, seq, star,
+    repeat, row, seq, star,
 )
 
 __all__ = [
@@ -477,9 +477,15 @@ def _exp_value_cmp(op: str, n: int) -> Term:
     if holds:
         parts.append(seq(lit("-"), plus(ZERO)))                     # "-0...0" == 0
     # negative values -y (y >= 1): -y op n  <=>  y flip(op) -n
-    pos = seq(NZDIGIT, star(DIGIT))
-    parts.append(seq(lit("-"), zeros, both(pos, _canon_pred(_FLIP[op], -n))))
+    parts.append(seq(lit("-"), zeros, _positive(_canon_pred(_FLIP[op], -n))))
     return alt(*parts)
+
+
+def _positive(t: Term) -> Term:
+    """The strings of ``t`` (canonical integers) that start with a non-zero digit: all
+    but ``0``, without intersecting with ``[1-9][0-9]*``."""
+    nz = NZDIGIT.args[0]
+    return alt(*[seq(byte_class(m & nz), x) for m, x in row(t) if m & nz])
 
 
 def _sci_mag_cmp(op: str, c: Decimal) -> Term:
@@ -523,9 +529,29 @@ def number_cmp_term(op: str, c: Decimal) -> Term:
 
 
 def number_equal_term(c: int | float | Decimal) -> Term:
-    """Every accepted spelling of the numeric value ``c`` (JSON equality: ``1 == 1.0``)."""
-    c = to_decimal(c)
-    return both(number_cmp_term(">=", c), number_cmp_term("<=", c))
+    """Every accepted spelling of the numeric value ``c`` (JSON equality: ``1 == 1.0``).
+
+    Built directly, without intersecting ``>= c`` with ``<= c`` (the same language):
+    the plain decimal (fraction padded with any zeros, ``-0`` for zero) and, when its
+    mantissa fits :data:`SCI_DIGITS`, the one normalised scientific mantissa with any
+    spelling of its exponent."""
+    return _number_equal(to_decimal(c))
+
+
+@functools.lru_cache(maxsize=4096)
+def _number_equal(c: Decimal) -> Term:
+    if c == 0:
+        return seq(opt(_MINUS), ZERO, opt(seq(lit("."), plus(ZERO))))
+    sign = _MINUS if c < 0 else EMPTY
+    c = abs(c)
+    a, b = _split_dec(c)
+    plain = seq(lit(a), seq(lit("." + b), star(ZERO)) if b else opt(seq(lit("."), plus(ZERO))))
+    m, e = _normalize_sci(c)
+    ma, mb = _split_dec(m)
+    parts = [plain]
+    if len(mb) <= SCI_DIGITS:
+        parts.append(seq(lit(ma + ("." + mb if mb else "")), _EXP_MARK, _exp_value_cmp("==", e)))
+    return seq(sign, alt(*parts))
 
 
 @functools.lru_cache(maxsize=None)

@@ -1016,9 +1016,11 @@ class _Compiler:
                     self.bad(m, "enum", "enum/const value is not JSON")
             for t in list(out):
                 vs = per.get(t)
-                if vs and t in ("string", "boolean", "null"):
-                    # these constraints are on the decoded value, so one spelling of a
-                    # value decides for all: keep the values that pass, no intersection
+                if vs and (t in ("string", "boolean", "null") or (
+                        t == "number" and not o.float_safe and all(d > 4 for d in int_drafts))):
+                    # these constraints are on the decoded value (draft-4 integers and
+                    # float_safe numbers are on the spelling), so one spelling of a value
+                    # decides for all: keep the values that pass, no intersection
                     vs = [v for v in vs
                           if matches(out[t], json.dumps(v, ensure_ascii=False).encode())]
                     if vs:

@@ -402,6 +402,34 @@ def test_string_except_is_the_complement_of_the_names(names, probes):
                          json.dumps(p).replace("a", "\\u0061")) and p not in names), text
 
 
+_NUMBER_VALUES = [0, 1, -1, 10, 100, 0.5, -0.5, 1.5, 1e20, 1.5e-7, 123.456, -7e-5, 0.1, 99,
+                  12345678901234567, 2.5e300, 1.2345678901234567e-3, 1000000, 4.0, -30.25]
+
+
+@pytest.mark.parametrize("v", _NUMBER_VALUES)
+def test_number_equal_term_is_the_interval_of_one_value(v):
+    """The direct construction (plain decimal, one scientific mantissa) has the language
+    of ``>= v`` ∧ ``<= v`` on the value's spellings and its neighbours'."""
+    from grammar.ir import both
+    d = jv.to_decimal(v)
+    new = jv.number_equal_term(v)
+    assert not _has_intersection(new)
+    old = both(jv.number_cmp_term(">=", d), jv.number_cmp_term("<=", d))
+    spellings = {repr(v), str(v), format(d, "f"), format(d, "e"), format(d, "E"), str(d),
+                 repr(float(v) * 1.0000001), repr(float(v) + 1), "0", "-0", "1.0", "10e-1"}
+    for x in list(spellings):
+        spellings |= {x + "0", x + ".0", x.replace("e", "e+"), x.replace("e-", "e-0"),
+                      "-" + x, x.lstrip("-")}
+    for x in spellings:
+        assert matches(new, x.encode()) == matches(old, x.encode()), x
+    assert matches(new, json.dumps(v).encode())
+
+
+def test_negative_zero_const():
+    check({"const": -0.0}, valid=[0, 0.0], invalid=[1, -1e-9])
+    assert acc({"const": -0.0}, "-0.00") and acc({"const": 0}, "-0")
+
+
 def test_open_objects_and_typed_enums_need_no_intersection():
     # the free names of an open object, a string/boolean/null enum under its type and
     # other constraints, and integers lower to structural terms: their derivatives need
@@ -410,13 +438,20 @@ def test_open_objects_and_typed_enums_need_no_intersection():
                                                      "ac": {"type": "string"}}},
                    {"type": "string", "enum": ["x", "yy", "zzz"], "maxLength": 2},
                    {"type": ["boolean", "null"], "enum": [True, None, 3]},
-                   {"type": "integer"}):
+                   {"type": "integer"}, {"const": 3}, {"type": "integer", "enum": [1, 1.5]},
+                   {"minimum": 2, "enum": [1, 2, 3.5, "a"]}):
         assert not _has_intersection(json_schema_term(schema).term), schema
     check({"type": "string", "enum": ["x", "yy", "zzz", 1], "maxLength": 2},
           valid=["x", "yy"], invalid=["zzz", 1, "z"])
     check({"type": "string", "enum": ["a1", "b", "22"], "pattern": "^[a-z]"},
           valid=["a1", "b"], invalid=["22", "c"])
     assert acc({"enum": ["\u00e9t\u00e9"], "type": "string"}, '"\\u00e9t\\u00e9"')
+    check({"minimum": 2, "enum": [1, 2, 3.5, "a"]}, valid=[2, 3.5, "a"], invalid=[1, "b", 3])
+    check({"type": "integer", "enum": [1, 1.5, "x"]}, valid=[1], invalid=[1.5, "x"])
+    assert acc({"type": "integer", "enum": [1]}, "1.0")        # an integer value (draft 6+)
+    draft4 = {"$schema": "http://json-schema.org/draft-04/schema#", "type": "integer",
+              "enum": [1, 1.5]}
+    assert acc(draft4, "1") and not acc(draft4, "1.0") and not acc(draft4, "1.5")
     check({"type": "object", "properties": {"ab": {"type": "integer"}}},
           valid=[{"ab": 1, "a": "s"}, {"abc": [1], "b": {}}, {"\u00e9": 1}],
           invalid=[{"ab": "s"}, {"a": 1, "ab": "s"}])
