@@ -1106,6 +1106,38 @@ class _Compiler:
         return any(m.has(k) for k in ("anyOf", "oneOf", "not", "if", "dependentSchemas",
                                       "dependencies"))
 
+    def _presence(self, c: tuple, sg: _Sigma, out: dict) -> set:
+        """Apply the ``anyOf``/``oneOf`` of ``c`` whose branches only require names
+        (``{"oneOf": [{"required": ["a"]}, {"required": ["b"]}]}``) to ``out`` without
+        intersections: the object is built with the names' presence tracked (see
+        :meth:`_object_build`), and a ``oneOf`` of several such branches excludes every
+        other type (all its branches accept a non-object).  Returns the ``(node key,
+        keyword)`` pairs applied; none when the object here is already constrained
+        otherwise, more than :data:`_MAX_PRESENCE_NAMES` names are involved, or a name is
+        not declared here (its presence could not be tracked)."""
+        if "object" not in out:
+            return set()
+        presence, handled = [], set()
+        for m in c:
+            for kw in ("anyOf", "oneOf"):
+                sets = _required_only(m.get(kw))
+                if sets is not None:
+                    presence.append((kw, sets))
+                    handled.add((m.key, kw))
+        if not presence:
+            return set()
+        names = frozenset().union(*[b for _kw, sets in presence for b in sets])
+        cur = out["object"]
+        if (len(names) > _MAX_PRESENCE_NAMES or not names <= set(sg.order())
+                or not (cur is _UNBUILT or cur is self._obj_memo.get(self._object_key(c, sg)))):
+            return set()
+        out["object"] = self._object(c, sg, presence=tuple(presence))
+        if any(kw == "oneOf" and len(sets) > 1 for kw, sets in presence):
+            for t in list(out):
+                if t != "object":
+                    del out[t]
+        return handled
+
     def _dynamic(self, c: tuple, sg: _Sigma, out: dict) -> dict:
         ctx = self.ctx
         memo: dict[str, Term] = {}
@@ -1116,11 +1148,12 @@ class _Compiler:
                 u = memo[t] = self._universe_of(sg, t)
             return u
 
+        handled = self._presence(c, sg, out)
         for m in c:
             s = m.schema
             for kw in ("anyOf", "oneOf"):
                 br = m.get(kw)
-                if br is None:
+                if br is None or (m.key, kw) in handled:
                     continue
                 if not isinstance(br, list) or not br:
                     self.bad(m, kw, f"{kw} must be a non-empty array")
@@ -1721,13 +1754,18 @@ class _Compiler:
 
     # -- objects
     def _object(self, c: tuple, sg: _Sigma, forbid: frozenset = frozenset(),
-                extra: tuple = ()) -> Term:
-        mkey = (frozenset(m.key for m in c), sg.id, forbid,
-                tuple((n, p, u.key) for n, p, u in extra))
-        t = self._obj_memo.get(mkey)
+                extra: tuple = (), presence: tuple = ()) -> Term:
+        t = self._obj_memo.get(self._object_key(c, sg, forbid, extra, presence))
         if t is None:
-            t = self._obj_memo[mkey] = self._object_build(c, sg, forbid, extra)
+            t = self._obj_memo[self._object_key(c, sg, forbid, extra, presence)] = \
+                self._object_build(c, sg, forbid, extra, presence)
         return t
+
+    @staticmethod
+    def _object_key(c: tuple, sg: _Sigma, forbid: frozenset = frozenset(), extra: tuple = (),
+                    presence: tuple = ()) -> tuple:
+        return (frozenset(m.key for m in c), sg.id, forbid,
+                tuple((n, p, u.key) for n, p, u in extra), presence)
 
     def _uneval_rule(self, m: _Node, ev) -> tuple:
         names, pats = ev
@@ -1736,7 +1774,12 @@ class _Compiler:
         return (m, {k: t_node for k in names}, [(q, t_node) for q in pats], ue)
 
     def _object_build(self, c: tuple, sg: _Sigma, forbid: frozenset,
-                      extra: tuple = ()) -> Term:
+                      extra: tuple = (), presence: tuple = ()) -> Term:
+        """The objects of conjunction ``c`` at ``sg``.  ``presence``: ``((kw, sets), ...)``,
+        each an ``anyOf``/``oneOf`` whose branches only require names (``sets``: the
+        names each branch requires); at least one (``anyOf``) or exactly one
+        (``oneOf``) branch must have all its names present.  The slots' walk tracks
+        which of those names it has written, so no intersection is built."""
         ctx, o = self.ctx, self.o
         order = sg.order()
         lo, hi = 0, None
@@ -1897,6 +1940,14 @@ class _Compiler:
         slots = [(k, v) for k, v in slots if v is not NOTHING or k in named]
         pos = {k: i for i, (k, _v) in enumerate(slots)}
         memo: dict = {}
+        tracked = frozenset().union(*[b for _kw, sets in presence for b in sets])
+
+        def satisfied(present: frozenset) -> bool:
+            for kw, sets in presence:
+                n = sum(1 for b in sets if b <= present)
+                if n == 0 or (kw == "oneOf" and n > 1):
+                    return False
+            return True
 
         def region(cnt: int) -> Term:
             rlo = max(lo - cnt, 0)
@@ -1918,10 +1969,11 @@ class _Compiler:
                 return alt(*opts)
             return seq(repeat(seq(sep, member), rlo, rhi), close)
 
-        def dp2(i: int, cnt: int, must: frozenset, must_not: frozenset) -> Term:
+        def dp2(i: int, cnt: int, must: frozenset, must_not: frozenset,
+                present: frozenset) -> Term:
             if i == len(slots):
-                return NOTHING if must else region(cnt)
-            key = (i, cnt, must, must_not)
+                return NOTHING if must or not satisfied(present) else region(cnt)
+            key = (i, cnt, must, must_not, present)
             r = memo.get(key)
             if r is not None:
                 return r
@@ -1929,18 +1981,19 @@ class _Compiler:
             opts = []
             if k not in must:
                 nn = must_not | frozenset(a for a in rdeps.get(k, ()) if pos[a] > i)
-                opts.append(dp2(i + 1, cnt, must, nn))
+                opts.append(dp2(i + 1, cnt, must, nn, present))
             if k not in must_not and v is not NOTHING and (hi is None or cnt < hi):
                 nm = (must - {k}) | frozenset(b for b in deps.get(k, ()) if pos[b] > i)
                 opts.append(seq(self._key_atom(k, cnt == 0), v,
-                                dp2(i + 1, min(cnt + 1, cap), nm, must_not)))
+                                dp2(i + 1, min(cnt + 1, cap), nm, must_not,
+                                    present | {k} if k in tracked else present)))
             r = alt(*opts)
             memo[key] = r
             return r
 
         # A dependency a -> b on a later name b adds b to the names that must come; on an
         # earlier name b, skipping b forbids a (via rdeps).
-        body = dp2(0, 0, frozenset(required), frozenset(forbidden))
+        body = dp2(0, 0, frozenset(required), frozenset(forbidden), frozenset())
         return seq(lit("{"), w, body)
 
 
@@ -2053,6 +2106,28 @@ def _exactly_one(parts: list[Term], U: Term) -> Term:
     head, rest = parts[0], parts[1:]
     any_rest = alt(*rest)
     return alt(both(head, neg(any_rest)), both(U, neg(head), _exactly_one(rest, U)))
+
+
+_MAX_PRESENCE_NAMES = 6
+"""Most names an object's walk tracks for ``anyOf``/``oneOf`` branches that only require
+names (its states multiply by up to 2 to this power)."""
+
+
+def _required_only(branches) -> tuple | None:
+    """The name sets of ``branches`` when each is a schema with ``required`` and
+    annotations only, else None."""
+    if not isinstance(branches, list) or not branches:
+        return None
+    out = []
+    for b in branches:
+        if not isinstance(b, dict) or "required" not in b or any(
+                k != "required" and k not in _ANNOTATIONS for k in b):
+            return None
+        r = b["required"]
+        if not isinstance(r, list) or not all(isinstance(x, str) for x in r):
+            return None
+        out.append(frozenset(r))
+    return tuple(out)
 
 
 def _required_names(nodes) -> set[str]:

@@ -293,6 +293,46 @@ def test_discriminated_one_of_needs_no_complement():
     assert ir.minlen(t) == len('{"type":true}')
 
 
+def test_branches_that_only_require_names_track_presence():
+    """anyOf/oneOf whose branches only list required names ("a or b", "exactly one of a
+    and b") are decided by which names the object writes: no intersection, and the same
+    answers as jsonschema on every subset of the names, for objects and other types."""
+    import itertools
+    props = {"a": {"type": "string"}, "b": {"type": "integer"}, "c": {"type": "boolean"},
+             "d": {"type": "null"}}
+    full = {"a": "x", "b": 1, "c": True, "d": None}
+    cases = [
+        {"oneOf": [{"required": ["a"]}, {"required": ["b"]}]},
+        {"anyOf": [{"required": ["a"]}, {"required": ["b", "c"], "description": "both"}]},
+        {"oneOf": [{"required": ["a", "b"]}, {"required": ["b", "c"]}, {"required": []}]},
+        {"oneOf": [{"required": ["a"]}], "anyOf": [{"required": ["c"]}, {"required": ["d"]}]},
+        {"required": ["d"], "oneOf": [{"required": ["a"]}, {"required": ["c"]}]},
+    ]
+    for extra in cases:
+        for typed in (True, False):
+            schema = dict({"properties": props}, **extra)
+            if typed:
+                schema["type"] = "object"
+            assert not _has_intersection(json_schema_term(schema).term), schema
+            v = jsonschema.Draft7Validator(schema)
+            for n in range(5):
+                for names in itertools.combinations("abcd", n):
+                    inst = {k: full[k] for k in names}
+                    assert acc(schema, json.dumps(inst)) == v.is_valid(inst), (schema, inst)
+                    bad = dict(inst, a=5) if "a" in inst else dict(inst, b="s")
+                    assert not acc(schema, json.dumps(canonical_instance(schema, bad)))
+            for other in ("s", 1, None, [1]):
+                assert acc(schema, json.dumps(other)) == v.is_valid(other), (schema, other)
+    # a name declared nowhere, or a branch with more than `required`, keeps the exact
+    # construction (and the same answers)
+    for schema in ({"properties": props, "oneOf": [{"required": ["a"]}, {"required": ["zz"]}]},
+                   {"properties": props, "oneOf": [{"required": ["a"]},
+                                                   {"required": ["b"], "maxProperties": 1}]}):
+        v = jsonschema.Draft7Validator(schema)
+        for inst in ({"a": "x"}, {"zz": 1}, {"a": "x", "zz": 1}, {"b": 1}, {"a": "x", "b": 1}, {}):
+            assert acc(schema, json.dumps(canonical_instance(schema, inst))) == v.is_valid(inst)
+
+
 def test_applicators_alone_build_no_universe(monkeypatch):
     # an anyOf at a location with no object keywords of its own replaces the location's
     # object language by its branches' union without building the location's universe
