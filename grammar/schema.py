@@ -1021,8 +1021,9 @@ class _Compiler:
                     # these constraints are on the decoded value (draft-4 integers and
                     # float_safe numbers are on the spelling), so one spelling of a value
                     # decides for all: keep the values that pass, no intersection
-                    vs = [v for v in vs
-                          if matches(out[t], json.dumps(v, ensure_ascii=False).encode())]
+                    if out[t] is not _scalar_universe(t):
+                        vs = [v for v in vs
+                              if matches(out[t], json.dumps(v, ensure_ascii=False).encode())]
                     if vs:
                         out[t] = alt(*[self.literal(v, sg) for v in vs])
                         continue
@@ -2111,6 +2112,12 @@ def _exactly_one(parts: list[Term], U: Term) -> Term:
 _MAX_PRESENCE_NAMES = 6
 """Most names an object's walk tracks for ``anyOf``/``oneOf`` branches that only require
 names (its states multiply by up to 2 to this power)."""
+
+
+def _scalar_universe(t: str) -> Term:
+    """Every value of the scalar type ``t`` (``"number"``: integers included)."""
+    return {"string": string_term, "boolean": boolean_term, "null": null_term,
+            "number": number_term}[t]()
 
 
 def _required_only(branches) -> tuple | None:
