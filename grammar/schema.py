@@ -141,7 +141,7 @@ from .jsonvalue import json_value_term as _json_value
 from .jsonvalue import (
     UnsupportedMultipleOf, boolean_term, integer_term, json_char_any,
     multiple_of_term, null_term, number_cmp_term, number_equal_term, number_term,
-    string_except, string_literal, string_term, to_decimal, ws,
+    string_content_literal, string_except, string_literal, string_term, to_decimal, ws,
 )
 from .regex import pattern_string_term
 
@@ -622,7 +622,9 @@ class _Ctx:
         return v
 
 
-_KEY_ATOMS: dict = {}
+_KEY_TAILS: dict = {}
+_SEP_QUOTES: dict = {}
+_QUOTE = lit('"')
 _META_REGISTRY: list = []
 
 
@@ -818,6 +820,11 @@ class _Compiler:
         self.w = ws(self.o.whitespace)
         self.sep = seq(self.w, lit(","), self.w)
         self.colon = seq(self.w, lit(":"), self.w)
+        # the bytes before a later member's key, one rule: prefixing it costs one term
+        self.sep_quote = _SEP_QUOTES.get(self.o.whitespace)
+        if self.sep_quote is None:
+            self.sep_quote = _SEP_QUOTES[self.o.whitespace] = Rule("sep-quote").define(
+                seq(self.sep, _QUOTE))
         self.ignored: dict[tuple[str, str], None] = {}
         self.narrowed: dict[tuple[str, str], None] = {}
         self._lang_memo: dict = {}
@@ -1695,16 +1702,18 @@ class _Compiler:
                 out[t] = _meet(out[t], alt(*cases), U)
         return out
 
-    def _key_atom(self, k: str, first: bool) -> Term:
-        """``[ws , ws] "k" ws : ws`` as one named rule, so that prefixing it to a
-        continuation costs O(1) terms (a ``seq`` chain would be rebuilt per use)."""
-        key = (k, first, self.o.whitespace)
-        r = _KEY_ATOMS.get(key)
+    def _key_tail(self, k: str) -> Term:
+        """``k"`` ws ``:`` ws (a key after its opening quote) as one named rule, so that
+        prefixing it to a continuation costs O(1) terms (a ``seq`` chain would be rebuilt
+        per use); NOTHING when ``k`` has no spelling (a lone surrogate)."""
+        key = (k, self.o.whitespace)
+        r = _KEY_TAILS.get(key)
         if r is None:
-            if len(_KEY_ATOMS) > 20_000:
-                _KEY_ATOMS.clear()
-            body = seq(EMPTY if first else self.sep, string_literal(k), self.colon)
-            r = _KEY_ATOMS[key] = Rule(f"key:{json.dumps(k)}").define(body)
+            if len(_KEY_TAILS) > 20_000:
+                _KEY_TAILS.clear()
+            content = string_content_literal(k)
+            r = _KEY_TAILS[key] = NOTHING if content is NOTHING else Rule(
+                f"key:{json.dumps(k)}").define(seq(content, _QUOTE, self.colon))
         return r
 
     def _static_closure(self, m: _Node) -> list:
@@ -1921,7 +1930,7 @@ class _Compiler:
             member = constraints[0]
         else:
             member = both(*constraints)
-        # DP over slots: state (i, count capped, must, must_not)
+        # DP over slots: state (i, count capped, must, must_not, tracked names present)
         w, sep = self.w, self.sep
         close_first, close = lit("}"), seq(w, lit("}"))
         cap = max(1, lo, (hi + 1) if hi is not None else 0)
@@ -1950,52 +1959,78 @@ class _Compiler:
                     return False
             return True
 
-        def region(cnt: int) -> Term:
+        # Every member after the first starts with `sep "` and the first with `"`.  With
+        # many names, the walk's terms keep that prefix outside their union of names, as
+        # ``alt(E, seq(prefix(cnt), K))``, with E what does not start with it (the closing
+        # brace): after a value, the bytes up to the key's first character then move
+        # through O(1) terms instead of one derivative per name still allowed.  With few
+        # names each option carries its own prefix (E only, K empty): fewer terms.
+        quote = _QUOTE
+        prefixes = (quote, self.sep_quote)
+        hoist = len(slots) >= _HOIST_MIN_NAMES
+        member_tail = member.args[1] if (
+            hoist and member.kind == "seq" and member.args[0] is quote) else None
+
+        def region(cnt: int) -> tuple[Term, Term]:
             rlo = max(lo - cnt, 0)
             rhi = None if hi is None else hi - cnt
             if rhi is not None and rhi < rlo:
-                return NOTHING
+                return NOTHING, NOTHING
+            end = (close_first if cnt == 0 else close) if rlo == 0 else NOTHING
             if member is NOTHING:
-                if rlo > 0:
-                    return NOTHING
-                return close_first if cnt == 0 else close
-            if cnt == 0:
-                opts = []
-                if rlo == 0:
-                    opts.append(close_first)
-                if rhi is None or rhi >= 1:
-                    more = repeat(seq(sep, member), max(rlo - 1, 0),
-                                  None if rhi is None else rhi - 1)
-                    opts.append(seq(member, more, close))
-                return alt(*opts)
-            return seq(repeat(seq(sep, member), rlo, rhi), close)
+                return end, NOTHING
+            if rhi is not None and rhi < 1:
+                return end, NOTHING
+            more = repeat(seq(sep, member), max(rlo - 1, 0), None if rhi is None else rhi - 1)
+            if member_tail is not None:
+                return end, seq(member_tail, more, close)
+            return alt(end, seq(member if cnt == 0 else seq(sep, member), more, close)), NOTHING
+
+        def whole(i: int, cnt: int, must: frozenset, must_not: frozenset,
+                  present: frozenset) -> Term:
+            key = ("w", i, cnt, must, must_not, present)
+            r = memo.get(key)
+            if r is None:
+                e, k = dp2(i, cnt, must, must_not, present)
+                r = memo[key] = alt(e, seq(prefixes[cnt > 0], k))
+            return r
 
         def dp2(i: int, cnt: int, must: frozenset, must_not: frozenset,
-                present: frozenset) -> Term:
+                present: frozenset) -> tuple[Term, Term]:
             if i == len(slots):
-                return NOTHING if must or not satisfied(present) else region(cnt)
+                return (NOTHING, NOTHING) if must or not satisfied(present) else region(cnt)
             key = (i, cnt, must, must_not, present)
             r = memo.get(key)
             if r is not None:
                 return r
             k, v = slots[i]
-            opts = []
+            ends, tails = [], []
             if k not in must:
                 nn = must_not | frozenset(a for a in rdeps.get(k, ()) if pos[a] > i)
-                opts.append(dp2(i + 1, cnt, must, nn, present))
+                e, t = dp2(i + 1, cnt, must, nn, present)
+                ends.append(e)
+                tails.append(t)
             if k not in must_not and v is not NOTHING and (hi is None or cnt < hi):
                 nm = (must - {k}) | frozenset(b for b in deps.get(k, ()) if pos[b] > i)
-                opts.append(seq(self._key_atom(k, cnt == 0), v,
-                                dp2(i + 1, min(cnt + 1, cap), nm, must_not,
-                                    present | {k} if k in tracked else present)))
-            r = alt(*opts)
-            memo[key] = r
+                t = seq(self._key_tail(k), v,
+                        whole(i + 1, min(cnt + 1, cap), nm, must_not,
+                              present | {k} if k in tracked else present))
+                if hoist:
+                    tails.append(t)
+                else:
+                    ends.append(seq(prefixes[cnt > 0], t))
+            r = memo[key] = (alt(*ends), alt(*tails))
             return r
 
         # A dependency a -> b on a later name b adds b to the names that must come; on an
         # earlier name b, skipping b forbids a (via rdeps).
-        body = dp2(0, 0, frozenset(required), frozenset(forbidden), frozenset())
+        body = whole(0, 0, frozenset(required), frozenset(forbidden), frozenset())
         return seq(lit("{"), w, body)
+
+
+_HOIST_MIN_NAMES = 12
+"""Objects with at least this many declared names keep the prefix of their members' keys
+outside the union of names (see :meth:`_Compiler._object_build`)."""
 
 
 _LEAF_KWS = frozenset(("type", "enum", "const", "nullable", "format") + _STRING_KWS

@@ -333,6 +333,42 @@ def test_branches_that_only_require_names_track_presence():
             assert acc(schema, json.dumps(canonical_instance(schema, inst))) == v.is_valid(inst)
 
 
+@pytest.mark.parametrize("extra", [
+    {},
+    {"required": ["c"], "additionalProperties": False},
+    {"minProperties": 2, "maxProperties": 3},
+    {"additionalProperties": {"type": "integer"}, "dependentRequired": {"a": ["e"]}},
+    {"patternProperties": {"^x": {"type": "string"}}, "maxProperties": 4},
+    {"oneOf": [{"required": ["a"]}, {"required": ["f"]}], "minProperties": 1},
+])
+def test_key_prefix_outside_the_union_of_names(monkeypatch, extra):
+    """Objects with many names keep `sep "` outside the union of their names; the
+    language is the same as with the prefix inside every option, and jsonschema's."""
+    import itertools
+    from grammar import schema as schema_mod
+    props = {k: {"type": "integer" if k in "ace" else "string"} for k in "abcdef"}
+    schema = dict({"type": "object", "properties": props}, **extra)
+    monkeypatch.setattr(schema_mod, "_HOIST_MIN_NAMES", 1)
+    hoisted = json_schema_term(schema).term
+    monkeypatch.setattr(schema_mod, "_HOIST_MIN_NAMES", 10**9)
+    flat = json_schema_term(schema).term
+    assert hoisted is not flat
+    v = jsonschema.Draft202012Validator(schema)
+    good = {k: (1 if k in "ace" else "s") for k in "abcdef"}
+    extras = [{}, {"xy": "s"}, {"z": 2}, {"z": "s"}]
+    for n in range(7):
+        for names in itertools.combinations("abcdef", n):
+            for more in extras:
+                for bad in (None,) + names[:1]:
+                    inst = {k: good[k] if k != bad else [] for k in names}
+                    inst.update(more)
+                    for text in (json.dumps(inst), json.dumps(inst, separators=(",", ":")),
+                                 json.dumps(inst, indent=1)):
+                        a = matches(hoisted, text.encode())
+                        assert a == matches(flat, text.encode()), text
+                        assert a == v.is_valid(inst), (schema, text)
+
+
 def test_applicators_alone_build_no_universe(monkeypatch):
     # an anyOf at a location with no object keywords of its own replaces the location's
     # object language by its branches' union without building the location's universe
