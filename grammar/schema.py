@@ -1765,10 +1765,10 @@ class _Compiler:
     # -- objects
     def _object(self, c: tuple, sg: _Sigma, forbid: frozenset = frozenset(),
                 extra: tuple = (), presence: tuple = ()) -> Term:
-        t = self._obj_memo.get(self._object_key(c, sg, forbid, extra, presence))
+        mkey = self._object_key(c, sg, forbid, extra, presence)
+        t = self._obj_memo.get(mkey)
         if t is None:
-            t = self._obj_memo[self._object_key(c, sg, forbid, extra, presence)] = \
-                self._object_build(c, sg, forbid, extra, presence)
+            t = self._obj_memo[mkey] = self._object_build(c, sg, forbid, extra, presence)
         return t
 
     @staticmethod

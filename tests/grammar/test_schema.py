@@ -323,14 +323,22 @@ def test_branches_that_only_require_names_track_presence():
                     assert not acc(schema, json.dumps(canonical_instance(schema, bad)))
             for other in ("s", 1, None, [1]):
                 assert acc(schema, json.dumps(other)) == v.is_valid(other), (schema, other)
-    # a name declared nowhere, or a branch with more than `required`, keeps the exact
-    # construction (and the same answers)
+    # a name only a branch requires is a declared name too (tracked); a branch with more
+    # than `required` keeps the exact construction; the answers are the same
     for schema in ({"properties": props, "oneOf": [{"required": ["a"]}, {"required": ["zz"]}]},
                    {"properties": props, "oneOf": [{"required": ["a"]},
                                                    {"required": ["b"], "maxProperties": 1}]}):
+        assert _has_intersection(json_schema_term(schema).term) == ("maxProperties" in str(schema))
         v = jsonschema.Draft7Validator(schema)
         for inst in ({"a": "x"}, {"zz": 1}, {"a": "x", "zz": 1}, {"b": 1}, {"a": "x", "b": 1}, {}):
             assert acc(schema, json.dumps(canonical_instance(schema, inst))) == v.is_valid(inst)
+    # more names than the walk tracks: the exact construction
+    many = {"properties": {k: {"type": "integer"} for k in "abcdefg"},
+            "oneOf": [{"required": [k]} for k in "abcdefg"]}
+    assert _has_intersection(json_schema_term(many).term)
+    v = jsonschema.Draft7Validator(many)
+    for inst in ({"a": 1}, {"g": 1}, {"a": 1, "g": 1}, {}):
+        assert acc(many, json.dumps(inst)) == v.is_valid(inst)
 
 
 @pytest.mark.parametrize("extra", [
