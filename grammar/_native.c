@@ -586,11 +586,122 @@ native_fingerprint(PyObject *self, PyObject *args)
     return PyBytes_FromStringAndSize((const char *)digest, 16);
 }
 
+/* ------------------------------------------------------------------------------------
+ * fill_row(table, s, cells) -> tuple
+ *
+ * One automaton row from its partition: cells is a list of (mask, state), each mask a
+ * non-negative int below 2**256 (bit b set = byte b goes to state), the masks disjoint;
+ * bytes in no cell go to state 0 (dead).  Writes the 256 states into row s of table
+ * (C-contiguous, writable, int32, 256 entries a row) and returns them as a tuple (sharing
+ * the cells' state objects).  The Python version: grammar.automaton._fill_row_py.
+ */
+static inline int
+lowest_bit(uint64_t x)
+{
+#if defined(__GNUC__) || defined(__clang__)
+    return __builtin_ctzll(x);
+#else
+    int b = 0;
+    while (!(x & 1)) {
+        x >>= 1;
+        b++;
+    }
+    return b;
+#endif
+}
+
+static PyObject *
+native_fill_row(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *table, *cells;
+    Py_ssize_t s;
+    if (!PyArg_ParseTuple(args, "OnO!:fill_row", &table, &s, &PyList_Type, &cells))
+        return NULL;
+    Py_buffer view;
+    if (PyObject_GetBuffer(table, &view, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0)
+        return NULL;
+    PyObject *result = NULL, *zero = NULL, *sixtyfour = NULL;
+    PyObject *objs[256];
+    if (view.itemsize != 4 || s < 0 || view.len < (s + 1) * 256 * (Py_ssize_t)4) {
+        PyErr_SetString(PyExc_ValueError, "fill_row: table must be int32 with room for row s");
+        goto done;
+    }
+    int32_t *row = (int32_t *)view.buf + s * 256;
+    zero = PyLong_FromLong(0);
+    sixtyfour = PyLong_FromLong(64);
+    if (zero == NULL || sixtyfour == NULL)
+        goto done;
+    for (int b = 0; b < 256; b++) {
+        row[b] = 0;
+        objs[b] = zero;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(cells);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *cell = PyList_GET_ITEM(cells, i);
+        if (!PyTuple_Check(cell) || PyTuple_GET_SIZE(cell) != 2
+            || !PyLong_Check(PyTuple_GET_ITEM(cell, 0))
+            || !PyLong_Check(PyTuple_GET_ITEM(cell, 1))) {
+            PyErr_SetString(PyExc_TypeError, "fill_row: cells are (int mask, int state)");
+            goto done;
+        }
+        PyObject *st = PyTuple_GET_ITEM(cell, 1);
+        long sv = PyLong_AsLong(st);
+        if (sv == -1 && PyErr_Occurred())
+            goto done;
+        PyObject *m = PyTuple_GET_ITEM(cell, 0);
+        Py_INCREF(m);
+        for (int w = 0; w < 4; w++) {   /* the mask's 64-bit words, low first */
+            uint64_t word = PyLong_AsUnsignedLongLongMask(m);
+            if (word == (uint64_t)-1 && PyErr_Occurred()) {
+                Py_DECREF(m);
+                goto done;
+            }
+            for (; word; word &= word - 1) {
+                int b = w * 64 + lowest_bit(word);
+                row[b] = (int32_t)sv;
+                objs[b] = st;
+            }
+            if (w == 3)
+                break;
+            PyObject *next = PyNumber_Rshift(m, sixtyfour);
+            Py_DECREF(m);
+            if (next == NULL)
+                goto done;
+            m = next;
+            int more = PyObject_IsTrue(m);
+            if (more <= 0) {
+                Py_DECREF(m);
+                if (more < 0)
+                    goto done;
+                m = NULL;
+                break;
+            }
+        }
+        Py_XDECREF(m);
+    }
+    result = PyTuple_New(256);
+    if (result != NULL) {
+        for (int b = 0; b < 256; b++) {
+            Py_INCREF(objs[b]);
+            PyTuple_SET_ITEM(result, b, objs[b]);
+        }
+    }
+done:
+    Py_XDECREF(zero);
+    Py_XDECREF(sixtyfour);
+    PyBuffer_Release(&view);
+    return result;
+}
+
 static PyMethodDef native_methods[] = {
     {"walk", native_walk, METH_VARARGS,
      "walk(label, child_lo, child_hi, term_lo, term_n, ids, level_off, parent, start, table, "
      "refill, out_ids, out_ends, dense_fraction) -> count: token-trie walk over an int32 "
      "transition table (see grammar/_native.c)."},
+    {"fill_row", native_fill_row, METH_VARARGS,
+     "fill_row(table, s, cells) -> tuple: an automaton row from its (mask, state) partition, "
+     "written into row s of an int32 table (see grammar/_native.c)."},
     {"fingerprint", native_fingerprint, METH_VARARGS,
      "fingerprint(value, key) -> bytes | None: keyed SipHash-1-3-128 of a JSON-like value "
      "(see grammar/_native.c)."},
@@ -599,8 +710,8 @@ static PyMethodDef native_methods[] = {
 
 static struct PyModuleDef native_module = {
     PyModuleDef_HEAD_INIT, "grammar._native",
-    "C implementations of the token-trie walk and of the schema fingerprint (optional; "
-    "grammar falls back to numpy and marshal).",
+    "C implementations of the token-trie walk, of an automaton row's fill and of the schema "
+    "fingerprint (optional; grammar falls back to numpy, Python and marshal).",
     -1, native_methods, NULL, NULL, NULL, NULL,
 };
 

@@ -17,7 +17,7 @@ from collections import Counter
 
 import numpy as np
 
-from . import ir
+from . import ir, native
 from .index import TokenIndex
 
 __all__ = ["Automaton", "DEAD"]
@@ -42,6 +42,26 @@ def _mask_bits(m: int) -> np.ndarray:
     return np.unpackbits(np.frombuffer(m.to_bytes(32, "little"), dtype=np.uint8),
                          bitorder="little").astype(np.bool_)
 
+
+def _fill_row_py(table: np.ndarray, s: int, cells: list) -> tuple[int, ...]:
+    """Row ``s`` of ``table`` from its partition ``[(mask, state), ...]`` (bytes in no
+    cell go to the dead state 0), also returned as a tuple: the fallback of the C
+    extension's ``fill_row``."""
+    rowl = [0] * 256
+    for m, nid in cells:
+        if m.bit_count() <= 24:
+            while m:
+                low = m & -m
+                rowl[low.bit_length() - 1] = nid
+                m ^= low
+        else:
+            for b in np.flatnonzero(_mask_bits(m)).tolist():
+                rowl[b] = nid
+    table[s] = rowl
+    return tuple(rowl)
+
+
+_fill_row = native.ext.fill_row if native.ext is not None else _fill_row_py
 
 _UNSET = -1
 _UNKNOWN = -1   # a state's shortest completion, not computed yet (see Automaton.minlen)
@@ -142,22 +162,13 @@ class Automaton:
         with self._lock:
             if self._rows[s] is not None:
                 return
-            rowl = [0] * 256
+            cells = []
             for m, nt in ir.row(self._terms[s]):
                 nid = self.intern(nt)
-                if not nid:
-                    continue
-                if m.bit_count() <= 24:
-                    while m:
-                        low = m & -m
-                        rowl[low.bit_length() - 1] = nid
-                        m ^= low
-                else:
-                    for b in np.flatnonzero(_mask_bits(m)).tolist():
-                        rowl[b] = nid
+                if nid:
+                    cells.append((m, nid))
             # intern may have grown the table: write after
-            self._table[s] = rowl
-            self._rows[s] = tuple(rowl)
+            self._rows[s] = _fill_row(self._table, s, cells)
 
     def row(self, s: int) -> tuple[int, ...]:
         r = self._rows[s]

@@ -1,4 +1,5 @@
-"""The C extension's schema fingerprint (grammar/_native.c) and the fast key built on it.
+"""The C extension (grammar/_native.c): the schema fingerprint and the fast key built on it,
+and the automaton row fill.
 
 The fingerprint is checked against a pure-Python SipHash-1-3-128 of the encoding the C
 file documents, so the buffering (4 KiB flushes, short-string copies, varint lengths) is
@@ -194,3 +195,34 @@ def test_fast_key_uses_the_fingerprint_and_falls_back_to_marshal(monkeypatch):
     assert fast_key({"c": 1.5j, "x": object()}) is None         # neither takes it
     monkeypatch.setattr(ggrammar, "_native", None)
     assert fast_key(a) != fast_key(b)   # marshal shares `shared`: equal values, different keys
+
+
+def test_fill_row_matches_the_python_row():
+    """The C row fill (an automaton row from its (mask, state) partition) writes the same
+    table row and returns the same tuple as the Python fallback, for cells of every width
+    (single bytes, the four 64-bit words, the whole range) and large state numbers."""
+    import numpy as np
+    from grammar.automaton import _fill_row_py
+    rng = random.Random(7)
+    for _ in range(300):
+        owner = [rng.choice([0, 0, 1, 2, 3, 4]) for _ in range(256)]
+        states = {1: rng.randint(1, 9), 2: rng.randint(10, 300), 3: 70_000, 4: 2**31 - 1}
+        cells = []
+        for k, st in states.items():
+            m = sum(1 << b for b in range(256) if owner[b] == k)
+            if m:
+                cells.append((m, st))
+        a = np.full((3, 256), -1, dtype=np.int32)
+        b = a.copy()
+        ta = native.ext.fill_row(a, 1, cells)
+        tb = _fill_row_py(b, 1, cells)
+        assert ta == tb and (a == b).all() and (a[0] == -1).all() and (a[2] == -1).all()
+    full = np.zeros((1, 256), dtype=np.int32)
+    assert native.ext.fill_row(full, 0, [((1 << 256) - 1, 5)]) == (5,) * 256
+    assert native.ext.fill_row(full, 0, []) == (0,) * 256
+    with pytest.raises(ValueError):
+        native.ext.fill_row(full, 1, [])             # no row 1
+    with pytest.raises(ValueError):
+        native.ext.fill_row(np.zeros((1, 256), dtype=np.int64), 0, [])
+    with pytest.raises(TypeError):
+        native.ext.fill_row(full, 0, [(1, "x")])
