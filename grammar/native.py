@@ -1,7 +1,8 @@
 """The optional C extension ``grammar._native`` (``grammar/_native.c``, built by ``pip
-install``): the token-trie walk (:mod:`grammar.index`) and the schema fingerprint
-(:func:`grammar.grammar.fast_key`).  Without it, or with ``GRAMMAR_NO_NATIVE=1`` in the
-environment, both fall back to pure Python/numpy with the same results."""
+install``): the token-trie walk (:mod:`grammar.index`), the fill of an automaton row
+(:mod:`grammar.automaton`) and the schema fingerprint (:func:`grammar.grammar.fast_key`).
+Without it, or with ``GRAMMAR_NO_NATIVE=1`` in the environment, all three fall back to
+pure Python/numpy with the same results."""
 
 from __future__ import annotations
 
