@@ -55,7 +55,7 @@ from .ir import (
 
 __all__ = [
     "SCI_DIGITS", "ws", "hex_range", "json_char", "json_char_any", "string_content_any",
-    "string_term", "string_literal", "string_except", "normalize_ranges", "number_term", "integer_term",
+    "string_term", "string_literal", "string_except", "QUOTE", "normalize_ranges", "number_term", "integer_term",
     "number_cmp_term", "number_equal_term", "multiple_of_term", "null_term", "boolean_term",
     "json_value_term", "to_decimal", "MAX_CODEPOINT", "string_content_literal",
     "UnsupportedMultipleOf", "MAX_MULTIPLE_STATES",
@@ -212,13 +212,14 @@ def string_content_any() -> Term:
     return star(json_char_any())
 
 
-_QUOTE = lit('"')
+QUOTE = lit('"')
+"""The double quote that opens and closes every JSON string."""
 
 
 def string_term(content: Term | None = None) -> Term:
     """A JSON string whose content (raw, between the quotes) is in ``content``
     (default: any)."""
-    return seq(_QUOTE, string_content_any() if content is None else content, _QUOTE)
+    return seq(QUOTE, string_content_any() if content is None else content, QUOTE)
 
 
 @functools.lru_cache(maxsize=8192)
@@ -238,7 +239,7 @@ def string_content_literal(s: str) -> Term:
 def string_literal(s: str) -> Term:
     """All JSON spellings of the string value ``s`` (quotes included)."""
     c = string_content_literal(s)
-    return NOTHING if c is NOTHING else seq(_QUOTE, c, _QUOTE)
+    return NOTHING if c is NOTHING else seq(QUOTE, c, QUOTE)
 
 
 def string_except(names: Iterable[str]) -> Term:
@@ -269,11 +270,11 @@ def string_except(names: Iterable[str]) -> Term:
             stack.append((node, True))
             stack.extend((node[c], False) for c in kids)
             continue
-        parts = [] if -1 in node else [_QUOTE]
-        parts.append(seq(_json_char_except(tuple(kids)), string_content_any(), _QUOTE))
+        parts = [] if -1 in node else [QUOTE]
+        parts.append(seq(_json_char_except(tuple(kids)), string_content_any(), QUOTE))
         parts.extend(seq(json_char([(c, c)]), built.pop(id(node[c]))) for c in kids)
         built[id(node)] = alt(*parts)
-    return seq(_QUOTE, built[id(root)])
+    return seq(QUOTE, built[id(root)])
 
 
 @functools.lru_cache(maxsize=4096)

@@ -141,7 +141,7 @@ from .jsonvalue import json_value_term as _json_value
 from .jsonvalue import (
     UnsupportedMultipleOf, boolean_term, integer_term, json_char_any,
     multiple_of_term, null_term, number_cmp_term, number_equal_term, number_term,
-    string_content_literal, string_except, string_literal, string_term, to_decimal, ws,
+    QUOTE, string_content_literal, string_except, string_literal, string_term, to_decimal, ws,
 )
 from .regex import pattern_string_term
 
@@ -623,8 +623,6 @@ class _Ctx:
 
 
 _KEY_TAILS: dict = {}
-_SEP_QUOTES: dict = {}
-_QUOTE = lit('"')
 _META_REGISTRY: list = []
 
 
@@ -820,11 +818,7 @@ class _Compiler:
         self.w = ws(self.o.whitespace)
         self.sep = seq(self.w, lit(","), self.w)
         self.colon = seq(self.w, lit(":"), self.w)
-        # the bytes before a later member's key, one rule: prefixing it costs one term
-        self.sep_quote = _SEP_QUOTES.get(self.o.whitespace)
-        if self.sep_quote is None:
-            self.sep_quote = _SEP_QUOTES[self.o.whitespace] = Rule("sep-quote").define(
-                seq(self.sep, _QUOTE))
+        self.sep_quote = _sep_quote(self.o.whitespace)
         self.ignored: dict[tuple[str, str], None] = {}
         self.narrowed: dict[tuple[str, str], None] = {}
         self._lang_memo: dict = {}
@@ -1028,7 +1022,7 @@ class _Compiler:
                     # these constraints are on the decoded value (draft-4 integers and
                     # float_safe numbers are on the spelling), so one spelling of a value
                     # decides for all: keep the values that pass, no intersection
-                    if out[t] is not _scalar_universe(t):
+                    if out[t] is not _SCALAR_UNIVERSES[t]():
                         vs = [v for v in vs
                               if matches(out[t], json.dumps(v, ensure_ascii=False).encode())]
                     if vs:
@@ -1134,7 +1128,7 @@ class _Compiler:
                     handled.add((m.key, kw))
         if not presence:
             return set()
-        names = frozenset().union(*[b for _kw, sets in presence for b in sets])
+        names = _presence_names(presence)
         cur = out["object"]
         if (len(names) > _MAX_PRESENCE_NAMES or not names <= set(sg.order())
                 or not (cur is _UNBUILT or cur is self._obj_memo.get(self._object_key(c, sg)))):
@@ -1713,7 +1707,7 @@ class _Compiler:
                 _KEY_TAILS.clear()
             content = string_content_literal(k)
             r = _KEY_TAILS[key] = NOTHING if content is NOTHING else Rule(
-                f"key:{json.dumps(k)}").define(seq(content, _QUOTE, self.colon))
+                f"key:{json.dumps(k)}").define(seq(content, QUOTE, self.colon))
         return r
 
     def _static_closure(self, m: _Node) -> list:
@@ -1950,7 +1944,7 @@ class _Compiler:
         slots = [(k, v) for k, v in slots if v is not NOTHING or k in named]
         pos = {k: i for i, (k, _v) in enumerate(slots)}
         memo: dict = {}
-        tracked = frozenset().union(*[b for _kw, sets in presence for b in sets])
+        tracked = _presence_names(presence)
 
         def satisfied(present: frozenset) -> bool:
             for kw, sets in presence:
@@ -1965,7 +1959,7 @@ class _Compiler:
         # brace): after a value, the bytes up to the key's first character then move
         # through O(1) terms instead of one derivative per name still allowed.  With few
         # names each option carries its own prefix (E only, K empty): fewer terms.
-        quote = _QUOTE
+        quote = QUOTE
         prefixes = (quote, self.sep_quote)
         hoist = len(slots) >= _HOIST_MIN_NAMES
         member_tail = member.args[1] if (
@@ -2149,10 +2143,23 @@ _MAX_PRESENCE_NAMES = 6
 names (its states multiply by up to 2 to this power)."""
 
 
-def _scalar_universe(t: str) -> Term:
-    """Every value of the scalar type ``t`` (``"number"``: integers included)."""
-    return {"string": string_term, "boolean": boolean_term, "null": null_term,
-            "number": number_term}[t]()
+_SCALAR_UNIVERSES = {"string": string_term, "boolean": boolean_term, "null": null_term,
+                     "number": number_term}
+"""The builder of every value of each scalar type (``"number"``: integers included)."""
+
+
+@functools.lru_cache(maxsize=None)
+def _sep_quote(whitespace: int) -> Term:
+    """``ws , ws "`` (the bytes before a later member's key) as one rule: prefixing it to
+    a continuation costs one term."""
+    w = ws(whitespace)
+    return Rule("sep-quote").define(seq(w, lit(","), w, QUOTE))
+
+
+def _presence_names(presence: tuple) -> frozenset:
+    """Every name that the branches of ``presence`` (see ``_Compiler._object_build``)
+    require."""
+    return frozenset().union(*[b for _kw, sets in presence for b in sets])
 
 
 def _required_only(branches) -> tuple | None:
