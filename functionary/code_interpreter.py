@@ -393,7 +393,10 @@ class CodeInterpreter:
     memory_limit : int or None, default 2 GiB
         ``RLIMIT_AS`` of the session, in bytes.
     cpu_limit : float or None, optional
-        CPU seconds allowed per run (``RLIMIT_CPU``); defaults to ``timeout``.
+        CPU seconds allowed per run (``RLIMIT_CPU``); defaults to ``timeout`` plus one
+        second, so that a single-threaded loop always meets the wall-clock ``timeout``
+        first (status ``"timeout"``) and the CPU limit stops code that burns several cores
+        at once (status ``"crashed"``).  With equal limits the two would race.
     file_size_limit : int or None, default 256 MiB
         ``RLIMIT_FSIZE``: the largest file the code can write.
     max_open_files : int or None, default 256
@@ -447,7 +450,7 @@ class CodeInterpreter:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.timeout = float(timeout)
         self.memory_limit = memory_limit
-        self.cpu_limit = float(cpu_limit) if cpu_limit is not None else self.timeout
+        self.cpu_limit = float(cpu_limit) if cpu_limit is not None else self.timeout + 1.0
         self.file_size_limit = file_size_limit
         self.max_open_files = max_open_files
         self.max_processes = max_processes

@@ -167,6 +167,16 @@ def test_memory_bomb_is_stopped(isolated):
     assert ci.run("hog = None\n2 + 2").value == "4"
 
 
+def test_default_cpu_limit_leaves_busy_loops_to_the_timeout(tmp_path):
+    # with the CPU limit equal to the timeout, a busy loop raced the two (a "crashed" result
+    # now and then); the default leaves one second between them, so the wall clock wins
+    with CodeInterpreter(workdir=tmp_path, timeout=1) as ci:
+        assert ci.cpu_limit == 2.0
+        for _ in range(3):
+            res = ci.run("while True:\n    pass")
+            assert res.status == "timeout" and res.error_type == "TimeoutError", res
+
+
 def test_cpu_limit_kills_the_session(tmp_path):
     with CodeInterpreter(workdir=tmp_path, timeout=30, cpu_limit=1) as ci:
         ci.start()
