@@ -42,7 +42,7 @@ __all__ = [
     "byte_class", "byte_range", "lit", "seq", "alt", "both", "neg", "repeat", "opt",
     "star", "plus", "special", "utf8_char", "codepoint_ranges", "any_text", "text_until",
     "row", "deriv", "dspecial", "minlen", "is_live", "specials_of", "declare_no_specials",
-    "matches", "mask_of", "is_nullable",
+    "matches", "mask_of", "is_nullable", "lazy",
 ]
 
 INF = 1 << 60
@@ -238,6 +238,52 @@ class Rule(Term):
         self.body = body
         self.has_bool = body.has_bool
         return self
+
+
+_RULE_BODY = Rule.body   # the slot's descriptor, for the lazy subclass below
+
+
+class _LazyRule(Rule):
+    """A rule whose body is built on first use (see :func:`lazy`)."""
+
+    __slots__ = ("_build",)
+
+    def __init__(self, name: str, build, nullable: bool, min_len: int) -> None:
+        self._build = build
+        super().__init__(name)
+        self._null = nullable
+        self._minlen = min_len
+        self._live = min_len < INF
+        self._specials = frozenset()
+
+    def _get_body(self) -> Term | None:
+        b = _RULE_BODY.__get__(self, Rule)
+        if b is None:
+            build = self._build
+            if build is None:          # another thread built it meanwhile
+                return _RULE_BODY.__get__(self, Rule)
+            b = build()
+            _RULE_BODY.__set__(self, b)
+            self._build = None
+        return b
+
+    def _set_body(self, body: Term | None) -> None:
+        _RULE_BODY.__set__(self, body)
+
+    body = property(_get_body, _set_body)  # type: ignore[assignment]
+
+
+def lazy(name: str, build, *, nullable: bool, min_len: int) -> Rule:
+    """A rule whose body ``build()`` is called the first time a derivative (or a walk
+    that needs the structure) reaches it, for long literals of which a request visits
+    few: prefixing the rule to a continuation costs O(1) terms at compile time, and its
+    derivatives unfold it one piece at a time.
+
+    ``nullable`` and ``min_len`` (the shortest length in symbols, exact) are declared, so
+    nullability, liveness and ``minlen`` never build the body.  The body must contain no
+    intersection, complement or special token; it may contain other lazy rules.  Building
+    it twice (two threads at once) must give the same term."""
+    return _LazyRule(name, build, nullable, min_len)
 
 
 

@@ -49,8 +49,8 @@ from decimal import Decimal, localcontext
 from typing import Iterable, Sequence
 
 from .ir import (
-    EMPTY, NOTHING, Rule, Term, alt, both, byte_class, byte_range, codepoint_ranges, lit, opt, plus,
-    repeat, row, seq, star,
+    EMPTY, NOTHING, Rule, Term, alt, both, byte_class, byte_range, codepoint_ranges, lazy, lit, opt,
+    minlen, plus, repeat, row, seq, star,
 )
 
 __all__ = [
@@ -222,17 +222,36 @@ def string_term(content: Term | None = None) -> Term:
     return seq(QUOTE, string_content_any() if content is None else content, QUOTE)
 
 
-@functools.lru_cache(maxsize=8192)
 def string_content_literal(s: str) -> Term:
     """All spellings of exactly the text ``s`` as JSON string content (``NOTHING`` if
-    ``s`` holds a lone surrogate, which has no accepted spelling)."""
-    parts = []
-    for ch in s:
-        c = ord(ch)
-        if 0xD800 <= c <= 0xDFFF:
-            return NOTHING
-        parts.append(json_char([(c, c)]))
-    return seq(*parts)
+    ``s`` holds a lone surrogate, which has no accepted spelling).
+
+    From ``LAZY_LITERAL_MIN`` characters on, the text is a lazy rule (:func:`grammar.ir.lazy`):
+    one character and a lazy rule for the rest, built when a derivative first reaches it.
+    A tool name or an enum value then costs O(1) terms at compile time, however long, and
+    so does prefixing it to a continuation (a ``seq`` chain is rebuilt per use)."""
+    if any(0xD800 <= ord(ch) <= 0xDFFF for ch in s):
+        return NOTHING
+    return _content_literal(s)
+
+
+LAZY_LITERAL_MIN = 4
+"""Texts at least this long become lazy rules in :func:`string_content_literal`."""
+
+
+@functools.lru_cache(maxsize=8192)
+def _content_literal(s: str) -> Term:
+    if len(s) < LAZY_LITERAL_MIN:
+        return seq(*[json_char([(ord(ch), ord(ch))]) for ch in s])
+    n = sum(_shortest_spelling(ch) for ch in s)
+    return lazy(f"text:{s[:24]!r}", lambda: seq(json_char([(ord(s[0]), ord(s[0]))]), _content_literal(s[1:])),
+                nullable=False, min_len=n)
+
+
+@functools.lru_cache(maxsize=1024)
+def _shortest_spelling(ch: str) -> int:
+    c = ord(ch)
+    return minlen(json_char([(c, c)]))
 
 
 @functools.lru_cache(maxsize=8192)

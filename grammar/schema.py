@@ -1472,6 +1472,7 @@ class _Compiler:
             return seq(repeat(seq(sep, rest_t), rlo, rhi), close)
 
         arr = seq(lit("["), w, tail(0))
+        del tail   # a recursive closure is a reference cycle: free it now, not at a collection
         if unique_vals is not None:
             arr = both(arr, self._distinct_arrays(unique_vals, rest_t))
         for m, cn, mn, mx in contains:
@@ -1567,7 +1568,9 @@ class _Compiler:
             memo[key] = r
             return r
 
-        return g(0, True)
+        r = g(0, True)
+        del g      # a recursive closure is a reference cycle: free it now, not at a collection
+        return r
 
     # -- unevaluatedProperties / unevaluatedItems
     _DYN_KWS = ("anyOf", "oneOf", "if", "dependentSchemas")
@@ -2019,6 +2022,11 @@ class _Compiler:
         # A dependency a -> b on a later name b adds b to the names that must come; on an
         # earlier name b, skipping b forbids a (via rdeps).
         body = whole(0, 0, frozenset(required), frozenset(forbidden), frozenset())
+        # whole and dp2 call each other: a reference cycle (with the memo and everything
+        # the closures hold) that only a garbage collection would free.  Breaking it here
+        # lets reference counting free it, and the collection after a compile then has a
+        # third of the objects to traverse (it was ~15% of a cold compile).
+        del whole, dp2
         return seq(lit("{"), w, body)
 
 

@@ -359,3 +359,24 @@ def test_gc_paused_restores_the_collector():
         with ir.gc_paused():
             1 / 0
     assert gc.isenabled()
+
+
+def test_lazy_rule_builds_its_body_when_a_derivative_reaches_it():
+    calls = []
+
+    def build():
+        calls.append(1)
+        return ir.seq(ir.lit("bc"), ir.star(ir.byte_class(b"d")))
+
+    r = ir.lazy("x", build, nullable=False, min_len=2)
+    t = ir.seq(ir.lit("a"), r, ir.lit("!"))
+    # nullability, length, liveness and specials come from the declaration
+    assert not ir.is_nullable(r) and ir.minlen(t) == 4 and ir.is_live(t)
+    assert ir.specials_of(t) == frozenset()
+    # a lazy rule is not taken apart by concatenation: O(1) terms in front of anything
+    assert ir.seq(r, ir.lit("z")).args == (r, ir.lit("z"))
+    assert calls == []
+    assert ir.matches(t, b"abc!") and ir.matches(t, b"abcddd!")
+    assert not ir.matches(t, b"ab!") and not ir.matches(t, b"abcd")
+    assert calls == [1]                 # built once
+    assert r.body is not None and calls == [1]

@@ -467,6 +467,34 @@ def _has_intersection(t) -> bool:
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(alphabet='ab"\\/\u00e9\U0001f600\x01\n', max_size=9),
+       st.text(alphabet='ab"\\\u00e9', max_size=3))
+def test_long_string_literals_are_lazy_and_exact(s, probe):
+    """From ``LAZY_LITERAL_MIN`` characters a literal is a lazy rule: the same spellings
+    (raw, escaped, \\u-escaped, surrogate pairs) as the eager chain of characters."""
+    from grammar.ir import seq
+    lazy = jv.string_literal(s)
+    eager = seq(jv.QUOTE, *[jv.json_char([(ord(c), ord(c))]) for c in s], jv.QUOTE)
+    for p in (s, s + probe, probe + s, s[:-1], s[1:]):
+        for text in {json.dumps(p), json.dumps(p, ensure_ascii=False),
+                     json.dumps(p).replace("a", "\\u0061"), json.dumps(p).replace("/", "\\/"),
+                     json.dumps(p)[:-1], json.dumps(p) + '"'}:
+            b = text.encode()
+            assert matches(lazy, b) == matches(eager, b), text
+    assert matches(lazy, json.dumps(s).encode())
+
+
+def test_a_long_literal_costs_a_few_terms():
+    from grammar import ir
+    text = "calendar_event_" * 200
+    jv.string_literal(text[::-1])           # its characters' terms exist already
+    start = next(ir._ids)
+    t = jv.string_literal(text)
+    assert next(ir._ids) - start < 10       # an eager chain: one term per character
+    assert matches(t, json.dumps(text).encode())
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.text(alphabet='ab"\\\u00e9\U0001f600\x01', max_size=3), max_size=5),
        st.lists(st.text(alphabet='ab"\\\u00e9\U0001f600\x01c', max_size=4), max_size=8))
 def test_string_except_is_the_complement_of_the_names(names, probes):
@@ -710,3 +738,27 @@ def test_equal_looking_scalar_leaves_keep_their_own_language():
         "required": ["a", "b", "c", "d"], "additionalProperties": False}
     check(schema, valid=[{"a": 1, "b": True, "c": "x", "d": 1}],
           invalid=[{"a": True, "b": True, "c": "x", "d": 1}, {"a": 1, "b": 1, "c": "x", "d": 1}])
+
+
+def test_compiling_leaves_no_reference_cycles():
+    """The recursive closures of the object, array and ``contains`` builders are unlinked
+    when they finish: a compile's temporaries go by reference counting, and the
+    collection that follows a compile only traverses what the grammar keeps."""
+    import gc
+    args = {"type": "object", "additionalProperties": False, "required": ["a"],
+            "properties": {"a": {"type": "array", "items": {"type": "integer", "minimum": 0},
+                                 "contains": {"const": 1}, "minContains": 1},
+                           "b": {"enum": ["x", "y"]}, "c": {"type": "array",
+                                                           "prefixItems": [{"type": "string"}]}}}
+    schema = {"anyOf": [{"type": "object", "additionalProperties": False,
+                         "required": ["name", "arguments"],
+                         "properties": {"name": {"const": f"tool_{i}"}, "arguments": args}}
+                        for i in range(3)]}
+    gc.collect()
+    gc.disable()
+    try:
+        r = json_schema_term(schema)
+        del r
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
