@@ -218,10 +218,15 @@ class EngineStats:
         self.setup: dict[str, Any] | None = None
         self.version: str | None = None
         self.init_error: str | None = None
+        # per sampled schema (its position in the sample): status and mask timings (ns)
+        self.by_schema: dict[int, tuple[str, np.ndarray]] = {}
 
     def add(self, item: dict[str, Any], rec: dict[str, Any], n_tests: int,
-            u_escape: bool = False) -> None:
+            u_escape: bool = False, position: int | None = None) -> None:
         status = rec["status"]
+        if position is not None:
+            self.by_schema[position] = (status, np.frombuffer(rec.get("mask_ns") or b"",
+                                                              dtype=np.int64))
         if u_escape and status == "validation_error":
             self.validation_error_u_escape += 1
         sub = self.per_subset.setdefault(item["subset"], _zero())
@@ -270,6 +275,36 @@ class EngineStats:
         }
 
 
+def same_schema_comparison(by_schema: dict[str, dict[int, tuple[str, np.ndarray]]],
+                           ref: str) -> dict[str, Any]:
+    """Mask times of ``ref`` against each other engine on the same work: the schemas that
+    both engines pass, so that both fed the same instances and the same tokens (a valid
+    instance to its end, an invalid one until its rejection).  The per-engine ``mask_us``
+    cover every schema an engine compiled, which differ between engines (an engine that
+    fails to compile a hard schema also skips its masks).
+
+    Returns ``{OTHER: {"schemas", REF: {mask stats}, OTHER: {mask stats}, "ratio": {stat:
+    REF / OTHER}}}``, mask stats in µs."""
+    out: dict[str, Any] = {}
+    mine = by_schema.get(ref, {})
+    for other, theirs in by_schema.items():
+        if other == ref:
+            continue
+        common = sorted(i for i, (st, _m) in mine.items()
+                        if st == "passing" and theirs.get(i, ("",))[0] == "passing")
+        entry: dict[str, Any] = {"schemas": len(common)}
+        for name, table in ((ref, mine), (other, theirs)):
+            arr = (np.concatenate([table[i][1] for i in common]) if common
+                   else np.zeros(0, dtype=np.int64))
+            ms = C.summarize(arr, scale=1e-3, percentiles=(50, 99, 99.9))
+            entry[name] = {k: ms[k] for k in ("n", "mean", "p50", "p99", "p999", "max")}
+        entry["ratio"] = {k: (entry[ref][k] / entry[other][k]
+                              if entry[ref][k] is not None and entry[other][k] else None)
+                          for k in ("mean", "p50", "p99", "p999", "max")}
+        out[other] = entry
+    return out
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -303,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     n_instances = n_tokens = 0
     bar = C.progress(total=len(wanted), desc="maskbench")
     try:
-        for item in read_items(files, wanted):
+        for position, item in enumerate(read_items(files, wanted)):
             tests = []
             u_escape = False
             for t in item.get("tests") or []:
@@ -333,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
                     rec = {"status": "crash", "error": res.error}
                 else:
                     rec = {"status": res.status, "error": res.error}
-                stats[e].add(item, rec, len(tests), u_escape)
+                stats[e].add(item, rec, len(tests), u_escape, position)
             bar.update(1)
             bar.set_postfix_str(" ".join(f"{e[:4]}:{stats[e].totals['passing']}"
                                          for e in engines))
@@ -357,6 +392,8 @@ def main(argv: list[str] | None = None) -> int:
         r["peak_rss_mb"] = workers[e].peak_rss_mb
         r["worker_starts"] = workers[e].starts
         result["engines"][e] = r
+    result["same_schemas"] = same_schema_comparison(
+        {e: stats[e].by_schema for e in engines}, engines[0])
     C.finish_env(result)
     C.write_json(args.out, C.clean_nan(result))
     print_table(result)
@@ -376,6 +413,17 @@ def print_table(result: dict[str, Any]) -> None:
     print(C.table(["engine", "version", "schemas", "pass", "compile_err", "valid_err",
                    "invalid_err", "timeout", "oom/crash", "ttfm p50 ms", "p90", "p99",
                    "mask mean us", "p50", "p99", "p99.9", "max"], rows))
+    same = result.get("same_schemas") or {}
+    ref = next(iter(result["engines"]), None)
+    if same:
+        rows = []
+        for other, c in same.items():
+            r = c["ratio"]
+            rows.append([f"{ref} / {other}", c["schemas"], c[ref]["n"], c[other]["n"],
+                         r["mean"], r["p50"], r["p99"], r["p999"]])
+        print("\nmask time on the schemas both engines pass (same instances, same tokens):")
+        print(C.table(["engines", "schemas", "masks", "masks (other)", "mean ratio", "p50",
+                       "p99", "p99.9"], rows))
     p = result["params"]
     print(f"{p['schemas_evaluated']} schemas, {p['instances']} instances, "
           f"{p['instance_tokens']} tokens; load average start {result.get('load_avg_start')} "

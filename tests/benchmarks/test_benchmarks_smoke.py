@@ -162,3 +162,32 @@ def test_bench_tool_calls_smoke(ready: None, tmp_path: Path) -> None:
         assert {"mean", "p50", "p99", "max"} <= c["mask_us"].keys()
         assert c["probes_total"] == (6 if c is e["cases"]["args"] else 8)
     assert res["cases"]["oneof_8"]["n_tools"] == 8
+
+
+def test_same_schema_comparison_uses_the_schemas_both_engines_pass() -> None:
+    import numpy as np
+    sys.path.insert(0, str(BENCH))
+    try:
+        import maskbench  # noqa: PLC0415
+    finally:
+        sys.path.remove(str(BENCH))
+
+    def ns(*us: float) -> np.ndarray:
+        return np.asarray([int(u * 1000) for u in us], dtype=np.int64)
+
+    by_schema = {
+        "ours": {0: ("passing", ns(10, 30)), 1: ("passing", ns(1000)), 2: ("passing", ns(5)),
+                 3: ("validation_error", ns(7))},
+        "peer": {0: ("passing", ns(20, 20)), 1: ("compile_error", ns()),
+                 2: ("passing", ns(5)), 3: ("passing", ns(9))},
+    }
+    res = maskbench.same_schema_comparison(by_schema, "ours")
+    c = res["peer"]
+    assert set(res) == {"peer"} and c["schemas"] == 2          # schemas 0 and 2 only
+    assert c["ours"]["n"] == 3 and c["peer"]["n"] == 3
+    assert c["ours"]["mean"] == pytest.approx(15.0) and c["peer"]["mean"] == pytest.approx(15.0)
+    assert c["ratio"]["mean"] == pytest.approx(1.0)
+    assert c["ratio"]["max"] == pytest.approx(30 / 20)
+    empty = maskbench.same_schema_comparison({"ours": {0: ("passing", ns(1))},
+                                              "peer": {0: ("timeout", ns())}}, "ours")
+    assert empty["peer"]["schemas"] == 0 and empty["peer"]["ratio"]["mean"] is None
