@@ -1699,6 +1699,36 @@ class _Compiler:
                 out[t] = _meet(out[t], alt(*cases), U)
         return out
 
+    def _members_by_region(self, rules: list, pats: list, key_t, asg: _Sigma) -> Term:
+        """The members whose name is outside the declared ones, as a union over regions of
+        names: for each set S of the patterns a name matches (and none of the others), the
+        value is the conjunction of S's schemas and of the ``additionalProperties`` of
+        the rules none of whose patterns matched.  The conjunction is taken between
+        schemas (one value term), never between whole members: an intersection of members
+        would run a product through every value.  Regions with the same value share one
+        key; a value shared by all regions needs no pattern on the key."""
+        n = len(pats)
+        P = [string_term(pattern_string_term(p)) for p, _s, _ri in pats]
+        groups: dict[Term, list[int]] = {}
+        for bits in range(1 << n):
+            nodes = [s_ for j, (_p, s_, _ri) in enumerate(pats) if bits >> j & 1]
+            for ri, (_m, _pr, _pl, addl) in enumerate(rules):
+                if addl is not None and not any(
+                        bits >> j & 1 for j, (_p, _s, r2) in enumerate(pats) if r2 == ri):
+                    nodes.append(addl)
+            v = self.value(nodes, asg)
+            if v is not NOTHING:
+                groups.setdefault(v, []).append(bits)
+        parts = []
+        for v, regions in groups.items():
+            if len(regions) == 1 << n:
+                key = key_t()
+            else:
+                key = alt(*[both(key_t(), *[P[j] if bits >> j & 1 else neg(P[j])
+                                            for j in range(n)]) for bits in regions])
+            parts.append(seq(key, self.colon, v))
+        return alt(*parts)
+
     def _key_tail(self, k: str) -> Term:
         """``k"`` ws ``:`` ws (a key after its opening quote) as one named rule, so that
         prefixing it to a continuation costs O(1) terms (a ``seq`` chain would be rebuilt
@@ -1899,34 +1929,38 @@ class _Compiler:
                 u_memo.append(self.value([], asg))
             return u_memo[0]
 
-        constraints = []
-        for m, props, plist, addl in rules:
-            for p, s in plist:
-                P = string_term(pattern_string_term(p))
-                V = self.value([s], asg)
-                if V is u_add():
-                    continue
-                constraints.append(alt(seq(both(key_t(), P), self.colon, V),
-                                       seq(both(key_t(), neg(P)), self.colon, u_add())))
-            if addl is not None:
-                A = self.value([addl], asg)
-                if A is NOTHING and not plist:   # no name outside `order` is allowed
-                    constraints.append(NOTHING)
-                    continue
-                if A is u_add():
-                    continue
-                if plist:
-                    anyP = string_term(alt(*[pattern_string_term(p) for p, _ in plist]))
-                    constraints.append(alt(seq(both(key_t(), anyP), self.colon, u_add()),
-                                           seq(both(key_t(), neg(anyP)), self.colon, A)))
-                else:
-                    constraints.append(seq(key_t(), self.colon, A))
-        if not constraints:
-            member = seq(key_t(), self.colon, u_add())
-        elif len(constraints) == 1:
-            member = constraints[0]
+        pats = [(p, s_, ri) for ri, (_m, _pr, plist, _a) in enumerate(rules) for p, s_ in plist]
+        if len(pats) <= _MAX_REGION_PATTERNS:
+            member = self._members_by_region(rules, pats, key_t, asg)
         else:
-            member = both(*constraints)
+            constraints = []
+            for m, props, plist, addl in rules:
+                for p, s in plist:
+                    P = string_term(pattern_string_term(p))
+                    V = self.value([s], asg)
+                    if V is u_add():
+                        continue
+                    constraints.append(alt(seq(both(key_t(), P), self.colon, V),
+                                           seq(both(key_t(), neg(P)), self.colon, u_add())))
+                if addl is not None:
+                    A = self.value([addl], asg)
+                    if A is NOTHING and not plist:   # no name outside `order` is allowed
+                        constraints.append(NOTHING)
+                        continue
+                    if A is u_add():
+                        continue
+                    if plist:
+                        anyP = string_term(alt(*[pattern_string_term(p) for p, _ in plist]))
+                        constraints.append(alt(seq(both(key_t(), anyP), self.colon, u_add()),
+                                               seq(both(key_t(), neg(anyP)), self.colon, A)))
+                    else:
+                        constraints.append(seq(key_t(), self.colon, A))
+            if not constraints:
+                member = seq(key_t(), self.colon, u_add())
+            elif len(constraints) == 1:
+                member = constraints[0]
+            else:
+                member = both(*constraints)
         # DP over slots: state (i, count capped, must, must_not, tracked names present)
         w, sep = self.w, self.sep
         close_first, close = lit("}"), seq(w, lit("}"))
@@ -2029,6 +2063,11 @@ class _Compiler:
         del whole, dp2
         return seq(lit("{"), w, body)
 
+
+_MAX_REGION_PATTERNS = 3
+"""Up to this many ``patternProperties`` patterns at one object, the other members are built
+as a union over the 2**n regions of names (see :meth:`_Compiler._members_by_region`);
+beyond, as an intersection of one constraint per pattern."""
 
 _HOIST_MIN_NAMES = 12
 """Objects with at least this many declared names keep the prefix of their members' keys

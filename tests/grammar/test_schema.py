@@ -762,3 +762,40 @@ def test_compiling_leaves_no_reference_cycles():
         assert gc.collect() == 0
     finally:
         gc.enable()
+
+
+_PATTERN_VALUES = [{"type": "integer"}, {"type": "string"}, {"maximum": 5}, {"minLength": 2},
+                   True, False, {"enum": [1, "ab"]}]
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.sampled_from(["^a", "b$", "^ab", "c", "^[a-c]{2}$"]),
+                          st.sampled_from(range(len(_PATTERN_VALUES)))),
+                min_size=0, max_size=4, unique_by=lambda x: x[0]),
+       st.sampled_from([None, False, {"type": "integer"}, {"type": "string"}]),
+       st.booleans(),
+       st.lists(st.tuples(st.sampled_from(["a", "ab", "b", "cb", "ca", "x", "abc", "d"]),
+                          st.sampled_from([1, 7, "ab", "a", None, True])),
+                max_size=4, unique_by=lambda x: x[0]))
+def test_pattern_named_members_by_region(pats, addl, split, members):
+    """``patternProperties`` next to ``additionalProperties`` (false, a schema or absent),
+    in one schema or split over an ``allOf``: the union over regions of names (up to
+    ``_MAX_REGION_PATTERNS`` patterns; the intersection of constraints beyond) accepts
+    exactly the objects that jsonschema accepts."""
+    pp = {p: _PATTERN_VALUES[i] for p, i in pats}
+    if split and len(pp) > 1:
+        first = dict(list(pp.items())[:1])
+        rest = dict(list(pp.items())[1:])
+        schema = {"type": "object", "properties": {"d": {"type": "integer"}},
+                  "allOf": [{"patternProperties": first},
+                            {"patternProperties": rest,
+                             **({} if addl is None else {"additionalProperties": addl})}]}
+    else:
+        schema = {"type": "object", "properties": {"d": {"type": "integer"}},
+                  "patternProperties": pp,
+                  **({} if addl is None else {"additionalProperties": addl})}
+    t = json_schema_term(schema).term
+    value = dict(members)
+    ok = jsonschema.Draft202012Validator(schema).is_valid(value)
+    text = json.dumps(canonical_instance(schema, value))
+    assert matches(t, text.encode()) == ok, (schema, text)
