@@ -35,6 +35,7 @@ _UTF8_CLASSES = (
     ((0xF4, 0xF4), ((0x80, 0x8F), (0x80, 0xBF), (0x80, 0xBF))),
 )
 _MIN_SLICE_LOOPS = 48  # a state must loop on at least this many ASCII bytes to use a slice
+_MAX_SLICE_CLOSURE = 32  # states in a slice state's closure (see Automaton._slice_exits)
 _REF_MAX_SHARE = 0.5   # a reference state pays when s walks at most this share of the tokens
 
 
@@ -88,6 +89,7 @@ class Automaton:
         self._special_next: list[dict[int, int] | None] = [{}]
         self._masks: dict[int, np.ndarray] = {}
         self._slice_info: dict[int, bytes | None] = {}
+        self._closure: dict[int, tuple[int, ...]] = {}   # slice states' closures
         self._max_end: dict[int, int] = {}
         self._ends: dict[int, tuple] = {}
         self._budget_cache: dict[tuple[int, int], np.ndarray] = {}
@@ -206,34 +208,76 @@ class Automaton:
 
     # ------------------------------------------------------------------ masks
     def _slice_exits(self, s: int) -> bytes | None:
-        """If ``s`` loops back to itself on every well-formed UTF-8 character except a set
-        of ASCII exit bytes, return those exit bytes; otherwise None."""
+        """The ASCII exit bytes of ``s`` when the tokens without them need no walk, else
+        None.
+
+        ``s`` loops back to itself on most ASCII bytes (a string body).  Its *closure* is
+        ``s`` and the states that it reaches on a non-exit byte, each of which allows
+        most ASCII bytes too (at most ``_MAX_SLICE_CLOSURE``; usually ``s`` alone; more
+        for a body that tracks something, such as the progress of an unanchored
+        ``pattern`` search); a byte to any other state (a closing quote, an escape) is
+        an exit.  Every non-exit ASCII byte and every well-formed UTF-8
+        character leads from a state of the closure to a state of the closure, so a
+        token without exit bytes stays inside it, live: allowed.  Only the tokens with
+        an exit byte (or not well-formed) need a walk."""
         if s in self._slice_info:
             return self._slice_info[s]
         res = None
+        closure = self._slice_closure(s)
+        if closure is not None:
+            states, exits = closure
+            self._closure[s] = states
+            res = bytes(sorted(exits))
+        self._slice_info[s] = res
+        return res
+
+    def _loops(self, s: int) -> int:
         r = self.row(s)
-        loops = [b for b in range(128) if r[b] == s]
-        if len(loops) >= _MIN_SLICE_LOOPS:
-            ok = True
+        return sum(1 for b in range(128) if r[b] == s)
+
+    def _live_ascii(self, s: int) -> int:
+        r = self.row(s)
+        return sum(1 for b in range(128) if r[b] != DEAD)
+
+    def _slice_closure(self, s: int) -> tuple[tuple[int, ...], set[int]] | None:
+        """``(closure states, exit bytes)`` of ``s`` (see :meth:`_slice_exits`), or None."""
+        if self._loops(s) < _MIN_SLICE_LOOPS:
+            return None
+        states, members, exits = [s], {s}, set()
+        i = 0
+        while i < len(states):
+            c = states[i]
+            i += 1
+            r = self.row(c)
+            for b in range(128):
+                n = r[b]
+                if n == c or n in members or b in exits:
+                    continue
+                if (n != DEAD and len(states) < _MAX_SLICE_CLOSURE
+                        and self._live_ascii(n) >= _MIN_SLICE_LOOPS):
+                    states.append(n)
+                    members.add(n)
+                else:
+                    exits.add(b)
+        for c in states:
+            r = self.row(c)
+            # every non-exit byte stays inside (a byte joined the exits after it was seen
+            # from an earlier state is an exit for all of them)
+            if any(r[b] not in members for b in range(128) if b not in exits):
+                return None
             for (llo, lhi), conts in _UTF8_CLASSES:
                 cur = {r[b] for b in range(llo, lhi + 1)}
                 for clo, chi in conts:
                     if DEAD in cur:
-                        ok = False
-                        break
+                        return None
                     nxt = set()
-                    for c in cur:
-                        rc = self.row(c)
-                        nxt.update(rc[b] for b in range(clo, chi + 1))
+                    for x in cur:
+                        rx = self.row(x)
+                        nxt.update(rx[b] for b in range(clo, chi + 1))
                     cur = nxt
-                if not ok or cur != {s}:
-                    ok = False
-                    break
-            if ok:
-                ls = set(loops)
-                res = bytes(b for b in range(128) if b not in ls)
-        self._slice_info[s] = res
-        return res
+                if not cur <= members:
+                    return None
+        return tuple(states), exits
 
     def mask(self, s: int) -> np.ndarray:
         """The token bitmask (int32 words) of state ``s``; cached, read-only."""
@@ -287,11 +331,18 @@ class Automaton:
         c = self.intern(ir.seq(ir.repeat(x, lo2, hi2), rest))
         return c if c not in (s, DEAD) else None
 
-    def _walk(self, s: int) -> tuple[bytes | None, np.ndarray, np.ndarray]:
+    def _walk(self, s: int, *, exact_ends: bool = False) -> tuple[bytes | None, np.ndarray,
+                                                                    np.ndarray]:
         """(slice exits or None, walked token ids, their end states).  The walk builds the
-        rows of every state it meets, so the cyclic GC is paused meanwhile."""
+        rows of every state it meets, so the cyclic GC is paused meanwhile.
+
+        ``exact_ends``: the slice tokens must all end in ``s`` (or short of it by a
+        truncated character), as budget masks assume; a slice whose closure holds other
+        states is then walked in full."""
         with ir.gc_paused():
             exits = self._slice_exits(s)
+            if exact_ends and len(self._closure.get(s, (s,))) > 1:
+                exits = None
             trie = self.index.slice(exits)[1] if exits is not None else self.index.trie
             ids, ends = trie.walk_table(s, self._table, self._refill)
         return exits, ids, ends
@@ -318,8 +369,9 @@ class Automaton:
         or None when it is not known; then the result is None too."""
         ends = [worst]
         if exits is not None:
-            x = ml(s)
-            ends.append(None if x is None else x + 3)
+            # a slice token ends in the closure of s, or up to 3 bytes short of it
+            xs = [ml(c) for c in self._closure.get(s, (s,))]
+            ends.append(None if None in xs else max(xs) + 3)
         ends.extend(ml(t) for t in self.special_next(s).values())
         return None if None in ends else max(ends)
 
@@ -436,7 +488,7 @@ class Automaton:
             idx = self.index
             w = self._ends.get(s)
             if w is None:
-                exits, ids, ends = self._walk(s)
+                exits, ids, ends = self._walk(s, exact_ends=True)
                 w = (exits, ids, self._minlen_arr(ends))
                 self._ends[s] = w
             exits, ids, endml = w

@@ -147,6 +147,61 @@ def test_text_slice_state_matches_brute_force():
     assert set(m.allowed_token_ids().tolist()) == brute_allowed(cg, m.state, vocab)
 
 
+SEARCH_SCHEMA = {"type": "object", "properties": {"s": {"type": "string", "pattern": "ab|cd"},
+                                                 "t": {"type": "string", "pattern": "[xy]"}}}
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_search_pattern_slices_match_brute_force(seed):
+    """An unanchored ``pattern`` makes a string body whose characters move between the
+    states of the search: a slice state with a closure of several states (the tokens
+    without exit bytes stay inside it, allowed).  Masks equal the oracle at each step, and
+    budget masks (which walk such slices in full) never cut a walk short."""
+    rng = random.Random(seed)
+    vocab = vocab_with_extras()
+    cg = GrammarCompiler(vocab).compile_json_schema(SEARCH_SCHEMA, whitespace=1)
+    auto = cg.automaton
+    m = GrammarMatcher(cg)
+    assert m.accept_bytes('{"s": "')
+    assert auto._slice_exits(m.state) is not None and len(auto._closure[m.state]) > 1
+    for _ in range(30):
+        if m.is_terminated():
+            break
+        got = set(m.allowed_token_ids().tolist())
+        assert got == brute_allowed(cg, m.state, vocab)
+        assert m.accept_token(rng.choice(sorted(got)))
+    budget = auto.minlen(auto.start) + 1 + rng.randint(0, 10)
+    m = GrammarMatcher(cg, token_budget=budget)
+    used = 0
+    while not m.is_terminated():
+        ids = m.allowed_token_ids()
+        assert len(ids), "no dead ends under a budget"
+        assert m.accept_token(int(rng.choice(ids)))
+        used += 1
+        assert used <= budget
+    assert m.can_terminate()
+
+
+def test_search_pattern_slice_equals_full_walk_on_a_real_vocabulary():
+    from functionary.tokenizers import load_vocabulary
+    vocab = load_vocabulary("llama3.1")
+    schema = {"type": "string", "pattern": "integer|continuous"}
+    cg = GrammarCompiler(vocab).compile_json_schema(schema)
+    auto = cg.automaton
+    for prefix in ['"', '"x', '"in', '"integ', '"contin', '"integer', '"a integer b']:
+        m = GrammarMatcher(cg)
+        assert m.accept_bytes(prefix)
+        s = m.state
+        got = auto.mask(s)
+        ids, _ends = auto.index.trie.walk_table(s, auto._table, auto._refill)
+        want = auto.index.ids_to_words(ids)
+        if auto.nullable(s):
+            auto._set_bits(want, vocab.eos_token_ids)
+        assert np.array_equal(got, want), prefix
+        if prefix in ('"', '"x'):     # the search's start: the closure holds its progress
+            assert len(auto._closure.get(s, ())) > 1, prefix
+
+
 KEYS_SCHEMA = {"type": "object",
                "properties": {"name": {"type": "string"}, "names": {"type": "integer"},
                               "nick": {"enum": ["a", "b"]}, "é": {"type": "boolean"}}}
