@@ -122,6 +122,7 @@ class Automaton:
             sid = len(self._terms)
             if sid >= len(self._table):
                 self._grow()
+            self._table[sid] = _UNSET
             self._terms.append(t)
             self._rows.append(None)
             self._special_next.append(None)
@@ -141,8 +142,11 @@ class Automaton:
             return sid
 
     def _grow(self) -> None:
+        # the new rows are left uninitialised (intern marks each row unset as it assigns
+        # it): filling them here wrote the whole doubled table at once, tens of ms of
+        # page faults inside one mask at 8k or 16k states
         n = len(self._table)
-        table = np.full((2 * n, 256), _UNSET, dtype=np.int32)
+        table = np.empty((2 * n, 256), dtype=np.int32)
         table[:n] = self._table
         nullable = np.zeros(2 * n, dtype=np.bool_)
         nullable[:n] = self._nullable

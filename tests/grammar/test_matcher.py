@@ -468,3 +468,21 @@ def test_vectorised_step_agrees_with_rows():
     assert auto.num_states > 5
     dead = step(np.zeros(4, np.int64), np.array([0, 34, 123, 255]))
     assert (dead == DEAD).all()
+
+
+def test_grown_table_rows_are_unset_until_computed():
+    """The table grows without initialising its new rows: each row is marked unset when
+    its state is numbered, so the walk never reads an uninitialised row."""
+    vocab = vocab_with_extras()
+    text = "".join(chr(0x61 + i % 26) + str(i) for i in range(150))
+    cg = GrammarCompiler(vocab).compile(Grammar.literal(text))
+    auto = cg.automaton
+    m = GrammarMatcher(cg)
+    for piece in [text[i:i + 5] for i in range(0, len(text), 5)]:
+        assert m.allowed_token_ids().size
+        assert m.accept_bytes(piece)
+    assert m.can_terminate()
+    assert len(auto._table) > 64 and auto.num_states > 64
+    for s in range(auto.num_states):
+        row = auto._table[s]
+        assert (row == -1).all() or tuple(row.tolist()) == auto.row(s), s
