@@ -243,8 +243,9 @@ LAZY_LITERAL_MIN = 4
 def _content_literal(s: str) -> Term:
     if len(s) < LAZY_LITERAL_MIN:
         return seq(*[json_char([(ord(ch), ord(ch))]) for ch in s])
+    first = json_char([(ord(s[0]), ord(s[0]))])
     n = sum(_shortest_spelling(ch) for ch in s)
-    return lazy(f"text:{s[:24]!r}", lambda: seq(json_char([(ord(s[0]), ord(s[0]))]), _content_literal(s[1:])),
+    return lazy(f"text:{s[:24]!r}", lambda: seq(first, _content_literal(s[1:])),
                 nullable=False, min_len=n)
 
 

@@ -36,6 +36,20 @@ def brute_allowed(cg, state, vocab):
     return out
 
 
+def walk_under_budget(cg, budget, rng):
+    """A random walk under the mask with a token budget: never a dead end, never past the
+    budget.  Returns the matcher and the tokens used."""
+    m = GrammarMatcher(cg, token_budget=budget)
+    used = 0
+    while not m.is_terminated():
+        ids = m.allowed_token_ids()
+        assert len(ids), "no dead ends under a budget"
+        assert m.accept_token(int(rng.choice(ids)))
+        used += 1
+        assert used <= budget
+    return m, used
+
+
 def random_term(rng, depth=3):
     atoms = [ir.lit("a"), ir.lit("b"), ir.lit("ab"), ir.lit('"'), ir.lit("}"), ir.byte_class(b"abc"),
              ir.utf8_char(exclude=b'"\\'), ir.lit("é"), ir.lit("12")]
@@ -170,15 +184,7 @@ def test_search_pattern_slices_match_brute_force(seed):
         got = set(m.allowed_token_ids().tolist())
         assert got == brute_allowed(cg, m.state, vocab)
         assert m.accept_token(rng.choice(sorted(got)))
-    budget = auto.minlen(auto.start) + 1 + rng.randint(0, 10)
-    m = GrammarMatcher(cg, token_budget=budget)
-    used = 0
-    while not m.is_terminated():
-        ids = m.allowed_token_ids()
-        assert len(ids), "no dead ends under a budget"
-        assert m.accept_token(int(rng.choice(ids)))
-        used += 1
-        assert used <= budget
+    m, _used = walk_under_budget(cg, auto.minlen(auto.start) + 1 + rng.randint(0, 10), rng)
     assert m.can_terminate()
 
 
@@ -391,16 +397,8 @@ def test_budget_aware_termination_never_cuts(seed):
         return
     need = cg.automaton.minlen(cg.automaton.start) + 1
     budget = need + rng.randint(0, 12)
-    m = GrammarMatcher(cg, token_budget=budget)
+    m, used = walk_under_budget(cg, budget, rng)
     eos = vocab.eos_token_ids[0]
-    used = 0
-    while not m.is_terminated():
-        ids = m.allowed_token_ids()
-        assert len(ids), "no dead ends under a budget"
-        tid = int(rng.choice(ids))
-        assert m.accept_token(tid)
-        used += 1
-        assert used <= budget
     assert m.can_terminate()
     if used < budget and m.accept_token(eos):
         used += 1
@@ -430,14 +428,7 @@ def test_intersection_states_defer_their_shortest_completion():
     need = auto.minlen(auto.start) + 1
     for budget in (need, need + 3, need + 9):
         cg = GrammarCompiler(vocab).compile_json_schema(schema, whitespace=0)
-        m = GrammarMatcher(cg, token_budget=budget)
-        used = 0
-        while not m.is_terminated():
-            ids = m.allowed_token_ids()
-            assert len(ids), "no dead ends under a budget"
-            assert m.accept_token(int(rng.choice(ids)))
-            used += 1
-            assert used <= budget
+        m, used = walk_under_budget(cg, budget, rng)
         assert m.can_terminate() or used == budget
 
 
