@@ -242,11 +242,28 @@ LAZY_LITERAL_MIN = 4
 @functools.lru_cache(maxsize=8192)
 def _content_literal(s: str) -> Term:
     if len(s) < LAZY_LITERAL_MIN:
-        return seq(*[json_char([(ord(ch), ord(ch))]) for ch in s])
-    first = json_char([(ord(s[0]), ord(s[0]))])
-    n = sum(_shortest_spelling(ch) for ch in s)
-    return lazy(f"text:{s[:24]!r}", lambda: seq(first, _content_literal(s[1:])),
-                nullable=False, min_len=n)
+        return _eager_text(s)
+    return _lazy_text(s, 0, sum(_shortest_spelling(ch) for ch in s))
+
+
+def _eager_text(s: str) -> Term:
+    return seq(*[json_char([(ord(ch), ord(ch))]) for ch in s])
+
+
+def _lazy_text(s: str, i: int, n: int) -> Term:
+    """The lazy rule of ``s[i:]`` (at least ``LAZY_LITERAL_MIN`` characters), whose
+    shortest spelling is ``n`` bytes: its body is the character ``s[i]`` and the rule of
+    the rest.  The rest is addressed by its offset and its length follows from ``n``:
+    slicing, hashing or summing each suffix anew would make a long text quadratic."""
+    first = json_char([(ord(s[i]), ord(s[i]))])
+
+    def build() -> Term:
+        j = i + 1
+        rest = (_lazy_text(s, j, n - _shortest_spelling(s[i])) if len(s) - j >= LAZY_LITERAL_MIN
+                else _eager_text(s[j:]))
+        return seq(first, rest)
+
+    return lazy(f"text:{s[i:i + 24]!r}", build, nullable=False, min_len=n)
 
 
 @functools.lru_cache(maxsize=1024)

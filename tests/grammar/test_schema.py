@@ -484,6 +484,20 @@ def test_long_string_literals_are_lazy_and_exact(s, probe):
     assert matches(lazy, json.dumps(s).encode())
 
 
+def test_a_long_literal_unfolds_in_linear_work(monkeypatch):
+    """Each suffix's rule takes its length from its parent's: no per-suffix pass over the
+    rest of the text (that made a 20k-character const quadratic)."""
+    calls = []
+    real = jv._shortest_spelling
+    monkeypatch.setattr(jv, "_shortest_spelling", lambda ch: calls.append(ch) or real(ch))
+    text = "".join(chr(0x61 + (i * 7) % 26) for i in range(3000)) + "\u00e9\"\\"
+    t = jv.string_literal(text)
+    for spelling in (json.dumps(text), json.dumps(text, ensure_ascii=False)):
+        assert matches(t, spelling.encode())
+    assert not matches(t, json.dumps(text[:-1]).encode())
+    assert len(calls) <= 2 * len(text) + 10
+
+
 def test_a_long_literal_costs_a_few_terms():
     from grammar import ir
     text = "calendar_event_" * 200
