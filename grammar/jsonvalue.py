@@ -169,6 +169,8 @@ def _intersect(ranges, lo, hi):
 
 @functools.lru_cache(maxsize=4096)
 def _json_char_cached(ranges: tuple[tuple[int, int], ...]) -> Term:
+    if len(ranges) == 1 and ranges[0][0] == ranges[0][1]:
+        return _json_char_one(ranges[0][0])
     parts = [codepoint_ranges(_subtract(ranges, _RAW_EXCLUDED))]
     for cp, ch in _SHORT.items():
         if any(a <= cp <= b for a, b in ranges):
@@ -192,6 +194,29 @@ def _json_char_cached(ranges: tuple[tuple[int, int], ...]) -> Term:
         if ha + 1 <= hb - 1:
             parts.append(seq(u, hex_range(ha + 1, hb - 1), u, hex_range(0xDC00, 0xDFFF)))
     return alt(*parts)
+
+
+def _json_char_one(cp: int) -> Term:
+    """The spellings of the one code point ``cp`` (a literal's character): raw, and a
+    backslash followed by a lazy rule for the rest of its escapes.  A derivative by the
+    backslash is then one term, which prefixes a continuation in O(1) terms; the escape
+    as a chain (``u``, four hex digits) was rebuilt in front of every continuation, for
+    every character of every literal that a first mask visits."""
+    raw = codepoint_ranges(_subtract(((cp, cp),), _RAW_EXCLUDED))
+    short = _SHORT.get(cp)
+
+    def build() -> Term:
+        parts = [lit(short)] if short is not None else []
+        if cp <= 0xFFFF:
+            parts.append(seq(lit("u"), hex_range(cp, cp)))
+        else:
+            hi, lo = divmod(cp - 0x10000, 0x400)
+            parts.append(seq(lit("u"), hex_range(0xD800 + hi, 0xD800 + hi), lit("\\u"),
+                             hex_range(0xDC00 + lo, 0xDC00 + lo)))
+        return alt(*parts)
+
+    n = 1 if short is not None else (5 if cp <= 0xFFFF else 11)
+    return alt(raw, seq(lit("\\"), lazy(f"escape:{cp:04x}", build, nullable=False, min_len=n)))
 
 
 def json_char(ranges: Iterable[tuple[int, int]]) -> Term:

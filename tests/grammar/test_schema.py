@@ -498,6 +498,18 @@ def test_a_long_literal_unfolds_in_linear_work(monkeypatch):
     assert len(calls) <= 2 * len(text) + 10
 
 
+def test_matching_a_literal_builds_few_terms_per_character():
+    """A literal character's escapes after the backslash are one lazy rule: a derivative
+    by the backslash is one term, so unfolding a literal builds about 5 terms a character
+    (13 when the escape was a chain rebuilt in front of every continuation)."""
+    from grammar import ir
+    text = "".join(chr(0x61 + (i * 5) % 26) for i in range(2000)) + "!"
+    t = jv.string_literal(text)
+    start = next(ir._ids)
+    assert matches(t, json.dumps(text).encode())
+    assert next(ir._ids) - start <= 6 * len(text)
+
+
 def test_a_long_literal_costs_a_few_terms():
     from grammar import ir
     text = "calendar_event_" * 200
