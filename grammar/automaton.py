@@ -235,6 +235,10 @@ class Automaton:
         self._slice_info[s] = res
         return res
 
+    def _closure_of(self, s: int) -> tuple[int, ...]:
+        """The closure of the slice state ``s`` (see :meth:`_slice_exits`)."""
+        return self._closure.get(s, (s,))
+
     def _loops(self, s: int) -> int:
         r = self.row(s)
         return sum(1 for b in range(128) if r[b] == s)
@@ -263,12 +267,10 @@ class Automaton:
                     members.add(n)
                 else:
                     exits.add(b)
+        # by construction every non-exit ASCII byte leads from a member to a member (a byte
+        # that leaves from one member is an exit for all); the UTF-8 characters must too
         for c in states:
             r = self.row(c)
-            # every non-exit byte stays inside (a byte joined the exits after it was seen
-            # from an earlier state is an exit for all of them)
-            if any(r[b] not in members for b in range(128) if b not in exits):
-                return None
             for (llo, lhi), conts in _UTF8_CLASSES:
                 cur = {r[b] for b in range(llo, lhi + 1)}
                 for clo, chi in conts:
@@ -345,7 +347,7 @@ class Automaton:
         states is then walked in full."""
         with ir.gc_paused():
             exits = self._slice_exits(s)
-            if exact_ends and len(self._closure.get(s, (s,))) > 1:
+            if exact_ends and len(self._closure_of(s)) > 1:
                 exits = None
             trie = self.index.slice(exits)[1] if exits is not None else self.index.trie
             ids, ends = trie.walk_table(s, self._table, self._refill)
@@ -374,7 +376,7 @@ class Automaton:
         ends = [worst]
         if exits is not None:
             # a slice token ends in the closure of s, or up to 3 bytes short of it
-            xs = [ml(c) for c in self._closure.get(s, (s,))]
+            xs = [ml(c) for c in self._closure_of(s)]
             ends.append(None if None in xs else max(xs) + 3)
         ends.extend(ml(t) for t in self.special_next(s).values())
         return None if None in ends else max(ends)

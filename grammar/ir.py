@@ -286,7 +286,6 @@ def lazy(name: str, build, *, nullable: bool, min_len: int) -> Rule:
     return _LazyRule(name, build, nullable, min_len)
 
 
-
 _rule_depth = [0]
 
 

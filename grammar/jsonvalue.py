@@ -169,15 +169,28 @@ def _intersect(ranges, lo, hi):
 
 @functools.lru_cache(maxsize=4096)
 def _json_char_cached(ranges: tuple[tuple[int, int], ...]) -> Term:
+    raw = codepoint_ranges(_subtract(ranges, _RAW_EXCLUDED))
+    esc = _escapes(ranges)
     if len(ranges) == 1 and ranges[0][0] == ranges[0][1]:
-        return _json_char_one(ranges[0][0])
-    parts = [codepoint_ranges(_subtract(ranges, _RAW_EXCLUDED))]
-    for cp, ch in _SHORT.items():
-        if any(a <= cp <= b for a, b in ranges):
-            parts.append(lit("\\" + ch))
+        # one code point (a literal's character): its escapes as one rule, so that the
+        # derivative by the backslash is one term, which prefixes a continuation in O(1)
+        # terms (the escape as a chain, ``u`` and four hex digits, was rebuilt in front
+        # of every continuation, for every character of a literal a first mask visits)
+        body = esc
+        esc = lazy(f"escape:{ranges[0][0]:04x}", lambda: body, nullable=False,
+                   min_len=minlen(body))
+    return alt(raw, seq(lit("\\"), esc))
+
+
+def _escapes(ranges: tuple[tuple[int, int], ...]) -> Term:
+    """What follows the backslash in the escaped spellings of the code points ``ranges``:
+    a short escape's letter, ``uXXXX``, or a surrogate pair's ``uXXXX\\uXXXX``."""
+    parts = [lit(ch) for cp, ch in _SHORT.items() if any(a <= cp <= b for a, b in ranges)]
+    u = lit("u")
     bmp = _intersect(ranges, 0, 0xFFFF)
     if bmp:
-        parts.append(seq(lit("\\u"), alt(*[hex_range(a, b) for a, b in bmp])))
+        parts.append(seq(u, alt(*[hex_range(a, b) for a, b in bmp])))
+    low = lit("\\u")
     for a, b in _intersect(ranges, 0x10000, MAX_CODEPOINT):
         ha, la = divmod(a - 0x10000, 0x400)
         hb, lb = divmod(b - 0x10000, 0x400)
@@ -185,38 +198,14 @@ def _json_char_cached(ranges: tuple[tuple[int, int], ...]) -> Term:
         hb += 0xD800
         la += 0xDC00
         lb += 0xDC00
-        u = lit("\\u")
         if ha == hb:
-            parts.append(seq(u, hex_range(ha, ha), u, hex_range(la, lb)))
+            parts.append(seq(u, hex_range(ha, ha), low, hex_range(la, lb)))
             continue
-        parts.append(seq(u, hex_range(ha, ha), u, hex_range(la, 0xDFFF)))
-        parts.append(seq(u, hex_range(hb, hb), u, hex_range(0xDC00, lb)))
+        parts.append(seq(u, hex_range(ha, ha), low, hex_range(la, 0xDFFF)))
+        parts.append(seq(u, hex_range(hb, hb), low, hex_range(0xDC00, lb)))
         if ha + 1 <= hb - 1:
-            parts.append(seq(u, hex_range(ha + 1, hb - 1), u, hex_range(0xDC00, 0xDFFF)))
+            parts.append(seq(u, hex_range(ha + 1, hb - 1), low, hex_range(0xDC00, 0xDFFF)))
     return alt(*parts)
-
-
-def _json_char_one(cp: int) -> Term:
-    """The spellings of the one code point ``cp`` (a literal's character): raw, and a
-    backslash followed by a lazy rule for the rest of its escapes.  A derivative by the
-    backslash is then one term, which prefixes a continuation in O(1) terms; the escape
-    as a chain (``u``, four hex digits) was rebuilt in front of every continuation, for
-    every character of every literal that a first mask visits."""
-    raw = codepoint_ranges(_subtract(((cp, cp),), _RAW_EXCLUDED))
-    short = _SHORT.get(cp)
-
-    def build() -> Term:
-        parts = [lit(short)] if short is not None else []
-        if cp <= 0xFFFF:
-            parts.append(seq(lit("u"), hex_range(cp, cp)))
-        else:
-            hi, lo = divmod(cp - 0x10000, 0x400)
-            parts.append(seq(lit("u"), hex_range(0xD800 + hi, 0xD800 + hi), lit("\\u"),
-                             hex_range(0xDC00 + lo, 0xDC00 + lo)))
-        return alt(*parts)
-
-    n = 1 if short is not None else (5 if cp <= 0xFFFF else 11)
-    return alt(raw, seq(lit("\\"), lazy(f"escape:{cp:04x}", build, nullable=False, min_len=n)))
 
 
 def json_char(ranges: Iterable[tuple[int, int]]) -> Term:

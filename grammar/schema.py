@@ -622,7 +622,6 @@ class _Ctx:
         return v
 
 
-_KEY_TAILS: dict = {}
 _META_REGISTRY: list = []
 
 
@@ -1708,7 +1707,6 @@ class _Compiler:
         would run a product through every value.  Regions with the same value share one
         key; a value shared by all regions needs no pattern on the key."""
         n = len(pats)
-        P = [string_term(pattern_string_term(p)) for p, _s, _ri in pats]
         groups: dict[Term, list[int]] = {}
         for bits in range(1 << n):
             nodes = [s_ for j, (_p, s_, _ri) in enumerate(pats) if bits >> j & 1]
@@ -1720,28 +1718,46 @@ class _Compiler:
             if v is not NOTHING:
                 groups.setdefault(v, []).append(bits)
         parts = []
+        P: list[Term] = []   # the patterns' strings, built when a region needs them
         for v, regions in groups.items():
             if len(regions) == 1 << n:
                 key = key_t()
             else:
+                P = P or [string_term(pattern_string_term(p)) for p, _s, _ri in pats]
                 key = alt(*[both(key_t(), *[P[j] if bits >> j & 1 else neg(P[j])
                                             for j in range(n)]) for bits in regions])
             parts.append(seq(key, self.colon, v))
         return alt(*parts)
 
-    def _key_tail(self, k: str) -> Term:
-        """``k"`` ws ``:`` ws (a key after its opening quote) as one named rule, so that
-        prefixing it to a continuation costs O(1) terms (a ``seq`` chain would be rebuilt
-        per use); NOTHING when ``k`` has no spelling (a lone surrogate)."""
-        key = (k, self.o.whitespace)
-        r = _KEY_TAILS.get(key)
-        if r is None:
-            if len(_KEY_TAILS) > 20_000:
-                _KEY_TAILS.clear()
-            content = string_content_literal(k)
-            r = _KEY_TAILS[key] = NOTHING if content is NOTHING else Rule(
-                f"key:{json.dumps(k)}").define(seq(content, QUOTE, self.colon))
-        return r
+    def _members_by_constraints(self, rules: list, key_t, u_add, asg: _Sigma) -> Term:
+        """The members outside the declared names with more than ``_MAX_REGION_PATTERNS``
+        patterns: the intersection of one constraint per pattern and per
+        ``additionalProperties`` (the regions would be too many)."""
+        constraints = []
+        for _m, _props, plist, addl in rules:
+            for p, s in plist:
+                P = string_term(pattern_string_term(p))
+                V = self.value([s], asg)
+                if V is u_add():
+                    continue
+                constraints.append(alt(seq(both(key_t(), P), self.colon, V),
+                                       seq(both(key_t(), neg(P)), self.colon, u_add())))
+            if addl is not None:
+                A = self.value([addl], asg)
+                if A is NOTHING and not plist:   # no name outside `order` is allowed
+                    constraints.append(NOTHING)
+                    continue
+                if A is u_add():
+                    continue
+                if plist:
+                    anyP = string_term(alt(*[pattern_string_term(p) for p, _ in plist]))
+                    constraints.append(alt(seq(both(key_t(), anyP), self.colon, u_add()),
+                                           seq(both(key_t(), neg(anyP)), self.colon, A)))
+                else:
+                    constraints.append(seq(key_t(), self.colon, A))
+        if not constraints:
+            return seq(key_t(), self.colon, u_add())
+        return both(*constraints)
 
     def _static_closure(self, m: _Node) -> list:
         """``m`` and the nodes it applies in place unconditionally (allOf, $ref)."""
@@ -1933,34 +1949,7 @@ class _Compiler:
         if len(pats) <= _MAX_REGION_PATTERNS:
             member = self._members_by_region(rules, pats, key_t, asg)
         else:
-            constraints = []
-            for m, props, plist, addl in rules:
-                for p, s in plist:
-                    P = string_term(pattern_string_term(p))
-                    V = self.value([s], asg)
-                    if V is u_add():
-                        continue
-                    constraints.append(alt(seq(both(key_t(), P), self.colon, V),
-                                           seq(both(key_t(), neg(P)), self.colon, u_add())))
-                if addl is not None:
-                    A = self.value([addl], asg)
-                    if A is NOTHING and not plist:   # no name outside `order` is allowed
-                        constraints.append(NOTHING)
-                        continue
-                    if A is u_add():
-                        continue
-                    if plist:
-                        anyP = string_term(alt(*[pattern_string_term(p) for p, _ in plist]))
-                        constraints.append(alt(seq(both(key_t(), anyP), self.colon, u_add()),
-                                               seq(both(key_t(), neg(anyP)), self.colon, A)))
-                    else:
-                        constraints.append(seq(key_t(), self.colon, A))
-            if not constraints:
-                member = seq(key_t(), self.colon, u_add())
-            elif len(constraints) == 1:
-                member = constraints[0]
-            else:
-                member = both(*constraints)
+            member = self._members_by_constraints(rules, key_t, u_add, asg)
         # DP over slots: state (i, count capped, must, must_not, tracked names present)
         w, sep = self.w, self.sep
         close_first, close = lit("}"), seq(w, lit("}"))
@@ -1996,11 +1985,10 @@ class _Compiler:
         # brace): after a value, the bytes up to the key's first character then move
         # through O(1) terms instead of one derivative per name still allowed.  With few
         # names each option carries its own prefix (E only, K empty): fewer terms.
-        quote = QUOTE
-        prefixes = (quote, self.sep_quote)
+        prefixes = (QUOTE, self.sep_quote)
         hoist = len(slots) >= _HOIST_MIN_NAMES
         member_tail = member.args[1] if (
-            hoist and member.kind == "seq" and member.args[0] is quote) else None
+            hoist and member.kind == "seq" and member.args[0] is QUOTE) else None
 
         def region(cnt: int) -> tuple[Term, Term]:
             rlo = max(lo - cnt, 0)
@@ -2043,7 +2031,7 @@ class _Compiler:
                 tails.append(t)
             if k not in must_not and v is not NOTHING and (hi is None or cnt < hi):
                 nm = (must - {k}) | frozenset(b for b in deps.get(k, ()) if pos[b] > i)
-                t = seq(self._key_tail(k), v,
+                t = seq(_key_tail(k, o.whitespace), v,
                         whole(i + 1, min(cnt + 1, cap), nm, must_not,
                               present | {k} if k in tracked else present))
                 if hoist:
@@ -2201,6 +2189,18 @@ def _sep_quote(whitespace: int) -> Term:
     a continuation costs one term."""
     w = ws(whitespace)
     return Rule("sep-quote").define(seq(w, lit(","), w, QUOTE))
+
+
+@functools.lru_cache(maxsize=20_000)
+def _key_tail(k: str, whitespace: int) -> Term:
+    """``k"`` ws ``:`` ws (a key after its opening quote) as one named rule, so that
+    prefixing it to a continuation costs O(1) terms (a ``seq`` chain would be rebuilt per
+    use); NOTHING when ``k`` has no spelling (a lone surrogate)."""
+    content = string_content_literal(k)
+    if content is NOTHING:
+        return NOTHING
+    w = ws(whitespace)
+    return Rule(f"key:{json.dumps(k)}").define(seq(content, QUOTE, w, lit(":"), w))
 
 
 def _presence_names(presence: tuple) -> frozenset:

@@ -50,6 +50,20 @@ def walk_under_budget(cg, budget, rng):
     return m, used
 
 
+def walk_against_oracle(cg, m, vocab, rng, steps, before=None):
+    """Up to ``steps`` random tokens under the mask, each mask equal to the oracle's and
+    never empty; ``before(state)`` is called before each step."""
+    for _ in range(steps):
+        if m.is_terminated():
+            break
+        if before is not None:
+            before(m.state)
+        got = set(m.allowed_token_ids().tolist())
+        assert got == brute_allowed(cg, m.state, vocab)
+        assert got
+        assert m.accept_token(rng.choice(sorted(got)))
+
+
 def random_term(rng, depth=3):
     atoms = [ir.lit("a"), ir.lit("b"), ir.lit("ab"), ir.lit('"'), ir.lit("}"), ir.byte_class(b"abc"),
              ir.utf8_char(exclude=b'"\\'), ir.lit("é"), ir.lit("12")]
@@ -178,12 +192,7 @@ def test_search_pattern_slices_match_brute_force(seed):
     m = GrammarMatcher(cg)
     assert m.accept_bytes('{"s": "')
     assert auto._slice_exits(m.state) is not None and len(auto._closure[m.state]) > 1
-    for _ in range(30):
-        if m.is_terminated():
-            break
-        got = set(m.allowed_token_ids().tolist())
-        assert got == brute_allowed(cg, m.state, vocab)
-        assert m.accept_token(rng.choice(sorted(got)))
+    walk_against_oracle(cg, m, vocab, rng, 30)
     m, _used = walk_under_budget(cg, auto.minlen(auto.start) + 1 + rng.randint(0, 10), rng)
     assert m.can_terminate()
 
@@ -224,20 +233,14 @@ def test_key_prefix_states_from_their_reference_match_brute_force(seed):
     auto = cg.automaton
     m = GrammarMatcher(cg)
     assert m.accept_bytes('{"')
-    used = 0
-    for _ in range(40):
-        if m.is_terminated():
-            break
-        used += auto._reference(m.state) is not None
-        got = set(m.allowed_token_ids().tolist())
-        assert got == brute_allowed(cg, m.state, vocab)
-        assert got
-        assert m.accept_token(rng.choice(sorted(got)))
+    used = []
+    walk_against_oracle(cg, m, vocab, rng, 40,
+                        before=lambda s: used.append(auto._reference(s) is not None))
     m.reset()
     assert m.accept_bytes('{"n')
     assert auto._reference(m.state) is not None
     assert set(m.allowed_token_ids().tolist()) == brute_allowed(cg, m.state, vocab)
-    assert used or seed % 2   # most random walks meet a key prefix
+    assert any(used) or seed % 2   # most random walks meet a key prefix
 
 
 def test_reference_state_lends_no_eos_or_special_token():
