@@ -403,6 +403,25 @@ def _by_id(x: Term) -> int:
 
 def alt(*ts: Term) -> Term:
     """Union (ACI-normalised: flattened, de-duplicated, byte classes merged)."""
+    n = len(ts)
+    if n <= 2:
+        # most calls while lowering a schema: no operand, one, or one beside NOTHING (a
+        # term is already normal, so it is its own union)
+        if n == 0:
+            return NOTHING
+        a = ts[0]
+        if n == 1:
+            return a
+        b = ts[1]
+        if b is NOTHING or b is a:
+            return a
+        if a is NOTHING:
+            return b
+        ka, kb = a.kind, b.kind
+        if ka != "alt" and kb != "alt" and (ka != "bytes" or kb != "bytes"):
+            if b.id < a.id:
+                a, b = b, a
+            return _mk("alt", (a, b), False, a.has_bool or b.has_bool, ("alt", a.id, b.id))
     items: set[Term] = set()
     bmask = 0
     stack = list(ts)
