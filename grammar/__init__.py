@@ -13,7 +13,11 @@ Masks use the bitmask contract of :mod:`grammar.bitmask` (int32, ``(batch,
 ceil(vocab/32))``, bit set = allowed), the same format as xgrammar's and llguidance's.
 """
 
-from .bitmask import (
+from . import native as _native_loader
+
+_native_loader.select_modules()   # compiled or source modules: before anything imports them
+
+from .bitmask import (  # noqa: E402
     allocate_token_bitmask,
     apply_token_bitmask_inplace,
     bitmask_width,

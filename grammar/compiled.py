@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from . import ir
 from .automaton import Automaton
+from .errors import GrammarTooLargeError
 from .index import TokenIndex
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -41,7 +42,10 @@ class CompiledGrammar:
         self.key = key
         self.ignored = tuple(ignored)
         self._term = term
-        self._auto = Automaton(term, index)
+        # the root's liveness is a recursive pass over the whole term
+        with ir.deep_recursion(lambda: GrammarTooLargeError(
+                "grammar nested too deeply to compile")):
+            self._auto = Automaton(term, index)
 
     @property
     def term(self) -> ir.Term:

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from typing import Any, Callable, Literal
 
 from . import ir
+from .errors import SchemaError
 from .native import ext as _native
 
 __all__ = ["Grammar", "canonical_key"]
@@ -43,8 +44,9 @@ def canonical_key(obj: Any) -> str | bytes:
         return obj
     try:
         return marshal.dumps(obj, 0)
-    except ValueError:
-        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=repr)
+    except ValueError:   # not marshal's types, or nested beyond its depth limit
+        with ir.deep_recursion(lambda: SchemaError("value nested too deeply to compile")):
+            return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=repr)
 
 
 def fast_key(obj: Any) -> tuple[str, bytes] | bytes | None:

