@@ -45,6 +45,8 @@ COMPILED_MODULES = ("ir", "automaton", "schema")
 MODULES: dict[str, str] = {}
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
+# a wheel's installer writes a module's build and source a moment apart, in either order
+_MTIME_SLACK_S = 2.0
 
 
 def _extension_path(name: str) -> str | None:
@@ -57,11 +59,11 @@ def _extension_path(name: str) -> str | None:
 
 def module_choice(source: str, compiled: str | None, *, off: bool = False) -> str:
     """``"compiled"``, ``"source"`` or ``"stale"`` for a module with the given source file
-    and compiled extension file (None: not built): the build is used unless ``off`` or it
-    is older than its source."""
+    and compiled extension file (None: not built): the build is used unless ``off`` or its
+    source was written more than two seconds after it."""
     if compiled is None or off:
         return "source"
-    if os.path.getmtime(compiled) < os.path.getmtime(source):
+    if os.path.getmtime(source) > os.path.getmtime(compiled) + _MTIME_SLACK_S:
         return "stale"
     return "compiled"
 
@@ -80,7 +82,10 @@ def select_modules() -> dict[str, str]:
         if choice == "compiled" and full not in sys.modules:
             try:
                 importlib.import_module(full)
-            except ImportError as e:   # a broken build: the source still works
+            except ImportError as e:
+                if isinstance(e, ModuleNotFoundError) and e.name != full:
+                    raise            # a missing dependency: the source would need it too
+                # a build that does not load (another interpreter's, a broken one)
                 warnings.warn(f"grammar: the compiled {name} does not load ({e}); the "
                               "source runs instead", RuntimeWarning, stacklevel=2)
                 sys.modules.pop(full, None)

@@ -35,6 +35,8 @@ def test_module_choice_follows_the_files(tmp_path):
     assert native.module_choice(str(src), None) == "source"
     assert native.module_choice(str(src), str(so)) == "compiled"
     assert native.module_choice(str(src), str(so), off=True) == "source"
+    os.utime(src, (2001, 2001))       # written with the build (a wheel's install)
+    assert native.module_choice(str(src), str(so)) == "compiled"
     os.utime(src, (3000, 3000))       # the source was edited after the build
     assert native.module_choice(str(src), str(so)) == "stale"
 
