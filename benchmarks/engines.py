@@ -373,7 +373,9 @@ class OursEngine(Engine):
         return str(getattr(self._g, "__version__", "checkout"))
 
     def config(self) -> dict[str, Any]:
-        return dict(self.OPTIONS)
+        # which compiled code ran (the C walk; the Cython builds or the sources)
+        from grammar import native  # noqa: PLC0415
+        return dict(self.OPTIONS, native=native.NATIVE, modules=dict(native.MODULES))
 
     def clear_cache(self) -> None:
         self.compiler.clear_cache()
