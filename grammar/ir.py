@@ -206,10 +206,11 @@ class deep_recursion:
     Interpreted, a Python call takes no C stack, so the limit can be high.  Compiled by
     Cython (see ``setup.py``), each call nests C frames: with an 8 MiB stack (Linux's
     default, threads included) a limit near 6500 overflowed it (a crash, not an error) on
-    nested schemas, so the compiled modules stop at half that (about 1000 levels of
-    nesting, far beyond real schemas)."""
+    nested schemas, so while any of the engine's modules runs compiled the limit is half
+    that (about 1000 levels of nesting, far beyond real schemas)."""
 
-    LIMIT = 20000 if __file__.endswith((".py", ".pyc")) else 3000
+    LIMIT_SOURCE = 20000
+    LIMIT_COMPILED = 3000
 
     __slots__ = ("error", "old")
 
@@ -217,9 +218,12 @@ class deep_recursion:
         self.error = error
 
     def __enter__(self) -> "deep_recursion":
+        from . import native   # imports nothing of the engine: no cycle
+        limit = (self.LIMIT_COMPILED if "compiled" in native.MODULES.values()
+                 else self.LIMIT_SOURCE)
         self.old = sys.getrecursionlimit()
-        if self.old < self.LIMIT:
-            sys.setrecursionlimit(self.LIMIT)
+        if self.old < limit:
+            sys.setrecursionlimit(limit)
         return self
 
     def __exit__(self, et, ev, tb) -> bool:

@@ -120,7 +120,6 @@ from __future__ import annotations
 
 import json
 import marshal
-import sys
 import functools
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Literal, Mapping
