@@ -49,6 +49,30 @@ def test_every_module_runs_what_was_chosen():
         assert from_source == (native.MODULES[name] != "compiled"), (name, mod.__file__)
 
 
+@pytest.mark.skipif(not COMPILED, reason="the Cython builds are not in use (not built, stale, "
+                    "or GRAMMAR_NO_NATIVE set)")
+def test_a_stale_build_is_replaced_by_its_source(tmp_path):
+    """A copy of the package whose ir.py was edited after the build: the edited source
+    runs, with a warning, and the fresh builds of the other modules still do."""
+    import shutil
+    pkg = tmp_path / "grammar"
+    shutil.copytree(ROOT / "grammar", pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    src = pkg / "ir.py"
+    src.write_text(src.read_text() + "\nEDITED = True\n")
+    later = os.path.getmtime(src) + 60
+    os.utime(src, (later, later))
+    r = subprocess.run([sys.executable, "-W", "always", "-c",
+                        "import grammar, grammar.native as n; "
+                        "print(n.MODULES, grammar.ir.__file__, grammar.ir.EDITED)"],
+                       cwd=tmp_path, env={k: v for k, v in os.environ.items()
+                                          if k not in ("PYTHONPATH", "GRAMMAR_NO_NATIVE")},
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "'ir': 'stale'" in r.stdout and "'schema': 'compiled'" in r.stdout
+    assert str(pkg / "ir.py") in r.stdout and r.stdout.strip().endswith("True")
+    assert "older than their sources" in r.stderr
+
+
 def test_no_native_runs_the_sources():
     r = _run("""
         import grammar, grammar.ir, grammar.native as n
