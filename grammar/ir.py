@@ -207,7 +207,8 @@ class deep_recursion:
     Cython (see ``setup.py``), each call nests C frames: with an 8 MiB stack (Linux's
     default, threads included) a limit near 6500 overflowed it (a crash, not an error) on
     nested schemas, so while any of the engine's modules runs compiled the limit is half
-    that (about 1000 levels of nesting, far beyond real schemas)."""
+    that (about 1000 levels of nesting, far beyond real schemas).  The limit is set either
+    way, lowered too if the application's was higher, and restored on exit."""
 
     LIMIT_SOURCE = 20000
     LIMIT_COMPILED = 3000
@@ -219,11 +220,14 @@ class deep_recursion:
 
     def __enter__(self) -> "deep_recursion":
         from . import native   # imports nothing of the engine: no cycle
-        limit = (self.LIMIT_COMPILED if "compiled" in native.MODULES.values()
-                 else self.LIMIT_SOURCE)
         self.old = sys.getrecursionlimit()
-        if self.old < limit:
-            sys.setrecursionlimit(limit)
+        # set, not only raised: under an application's higher limit, C frames (compiled
+        # modules, or json's encoder even interpreted) overflowed the stack
+        try:
+            sys.setrecursionlimit(self.LIMIT_COMPILED if "compiled" in native.MODULES.values()
+                                  else self.LIMIT_SOURCE)
+        except RecursionError:   # the caller is already deeper than that: keep its limit
+            pass
         return self
 
     def __exit__(self, et, ev, tb) -> bool:
