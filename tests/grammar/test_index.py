@@ -219,6 +219,8 @@ def test_first_byte_tokens_and_tries():
 
     idx = token_index(load_vocabulary("llama3.1"))
     assert int(idx.first_byte_counts.sum()) == idx.trie.size
+    # built with the index, not by the first mask that needs one
+    assert sorted(idx._by_first) == np.flatnonzero(idx.first_byte_counts).tolist()
     for b in (ord(" "), ord('"'), ord("n"), 0xE2, 0xFF):
         want = sorted(int(t) for t, data in zip(idx.text_ids, idx.text_bytes) if data[0] == b)
         words, trie = idx.first_byte(b)
