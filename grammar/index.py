@@ -327,6 +327,8 @@ class TokenIndex:
         for b in np.flatnonzero(self.first_byte_counts).tolist():
             sel = order[bounds[b]:bounds[b + 1]]
             self._by_first[b] = (self._frozen_words(self.text_ids[sel]), self._sub_trie(sel))
+        none = order[:0]
+        self._no_first = (self._frozen_words(self.text_ids[none]), self._sub_trie(none))
 
     # ------------------------------------------------------------------ bitmask helpers
     def ids_to_words(self, ids: np.ndarray) -> np.ndarray:
@@ -351,16 +353,7 @@ class TokenIndex:
         a trie of them alone (built with the index).  A state that moves like another on
         all but a few first bytes walks just these tokens (see
         :meth:`grammar.automaton.Automaton._reference`)."""
-        hit = self._by_first.get(b)
-        if hit is not None:
-            return hit
-        with self._lock:
-            hit = self._by_first.get(b)
-            if hit is None:
-                sel = np.flatnonzero(self._first_bytes == b)
-                hit = (self._frozen_words(self.text_ids[sel]), self._sub_trie(sel))
-                self._by_first[b] = hit
-            return hit
+        return self._by_first.get(b, self._no_first)
 
     # ------------------------------------------------------------------ slices
     def slice_by_pending(self, exits: bytes) -> tuple[np.ndarray, ...]:

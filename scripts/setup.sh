@@ -12,8 +12,11 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # setup.py); an edit since then leaves a build stale and grammar.native runs the source
 # instead.  This rebuilds what changed (seconds to a minute), so the tests and the demo run
 # what a fresh install would.
+compiled_modules_ok() {   # every module of grammar.native.COMPILED_MODULES runs its build
+    "$PY" -W ignore -c "import sys, grammar.native as n; sys.exit(0 if set(n.MODULES.values()) == {'compiled'} else 1)"
+}
 rebuild_compiled_modules() {
-    if ! "$PY" -W ignore -c "import sys, grammar.native as n; sys.exit(0 if set(n.MODULES.values()) == {'compiled'} else 1)" >/dev/null 2>&1; then
+    if ! compiled_modules_ok >/dev/null 2>&1; then
         echo "== building the compiled modules (Cython)"
         "$PY" setup.py -q build_ext --inplace >/dev/null
     fi

@@ -16,7 +16,7 @@ if ! "$PY" -c "import grammar.index as i, sys; sys.exit(0 if i.NATIVE else 1)"; 
     exit 1
 fi
 # Likewise the Cython builds of grammar.ir / automaton / schema (what the benchmarks measure).
-if ! "$PY" -W ignore -c "import sys, grammar.native as n; sys.exit(0 if set(n.MODULES.values()) == {'compiled'} else 1)"; then
+if ! compiled_modules_ok; then
     echo "ERROR: the Cython builds of grammar.ir/automaton/schema are missing or stale" >&2
     exit 1
 fi

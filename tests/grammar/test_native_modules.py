@@ -20,10 +20,14 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPILED = all(v == "compiled" for v in native.MODULES.values())
 
 
-def _run(code: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT,
-                          env={**os.environ, **env}, capture_output=True, text=True,
-                          timeout=240)
+def _run(code: str, *argv: str, cwd: Path = ROOT, timeout: int = 240,
+         **env: str | None) -> subprocess.CompletedProcess:
+    """``python -W always -c code argv...`` in a fresh process; ``env`` entries set to None
+    are removed from the environment."""
+    full = {**os.environ, **env}
+    return subprocess.run([sys.executable, "-W", "always", "-c", textwrap.dedent(code), *argv],
+                          cwd=cwd, env={k: v for k, v in full.items() if v is not None},
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def test_module_choice_follows_the_files(tmp_path):
@@ -61,12 +65,9 @@ def test_a_stale_build_is_replaced_by_its_source(tmp_path):
     src.write_text(src.read_text() + "\nEDITED = True\n")
     later = os.path.getmtime(src) + 60
     os.utime(src, (later, later))
-    r = subprocess.run([sys.executable, "-W", "always", "-c",
-                        "import grammar, grammar.native as n; "
-                        "print(n.MODULES, grammar.ir.__file__, grammar.ir.EDITED)"],
-                       cwd=tmp_path, env={k: v for k, v in os.environ.items()
-                                          if k not in ("PYTHONPATH", "GRAMMAR_NO_NATIVE")},
-                       capture_output=True, text=True, timeout=120)
+    r = _run("import grammar, grammar.native as n; "
+             "print(n.MODULES, grammar.ir.__file__, grammar.ir.EDITED)",
+             cwd=tmp_path, PYTHONPATH=None, GRAMMAR_NO_NATIVE=None)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "'ir': 'stale'" in r.stdout and "'schema': 'compiled'" in r.stdout
     assert str(pkg / "ir.py") in r.stdout and r.stdout.strip().endswith("True")
@@ -140,9 +141,7 @@ def test_builds_give_the_masks_of_the_sources(tmp_path):
     cases.write_text(json.dumps(_cases()))
     runs = []
     for env in ({}, {"GRAMMAR_NO_NATIVE": "1"}):
-        r = subprocess.run([sys.executable, "-c", _DIGESTS, str(cases)], cwd=ROOT,
-                           env={**os.environ, **env}, capture_output=True, text=True,
-                           timeout=600)
+        r = _run(_DIGESTS, str(cases), timeout=600, **env)
         assert r.returncode == 0, r.stderr[-3000:]
         runs.append(json.loads(r.stdout.strip().splitlines()[-1]))
     compiled, source = runs
