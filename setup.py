@@ -8,7 +8,9 @@ Cython) the install still succeeds and the same sources run as plain Python.
   (``grammar.ir``), the automaton (``grammar.automaton``) and schema lowering
   (``grammar.schema``).  ``grammar.native`` decides at import which one runs: a compiled
   module older than its source (left by an edit since the last build) is ignored in
-  favour of the source.
+  favour of the source.  ``grammar/ir.pxd`` (Cython's "augmenting" declarations, read only
+  by the build) makes the term class an extension type and types the locals of the
+  derivative functions; the ``.py`` stays plain Python.
 
 ``GRAMMAR_NO_CYTHON=1`` skips the Cython modules at build time; everything else is declared
 in pyproject.toml."""

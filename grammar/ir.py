@@ -43,7 +43,7 @@ __all__ = [
     "byte_class", "byte_range", "lit", "seq", "alt", "both", "neg", "repeat", "opt",
     "star", "plus", "special", "utf8_char", "codepoint_ranges", "any_text", "text_until",
     "row", "deriv", "dspecial", "minlen", "is_live", "specials_of", "declare_no_specials",
-    "matches", "mask_of", "is_nullable", "lazy", "deep_recursion",
+    "matches", "mask_of", "is_nullable", "lazy", "deep_recursion", "first_bytes",
 ]
 
 INF = 1 << 60
@@ -56,7 +56,9 @@ _intern: dict[tuple, weakref.ref] = {}
 
 class Term:
     """An immutable, hash-consed regular term.  Do not construct directly: use the
-    constructor functions of this module (``lit``, ``seq``, ``alt`` ...)."""
+    constructor functions of this module (``lit``, ``seq``, ``alt`` ...).  Terms compare
+    and hash by identity (hash-consing makes equal structure the same object) and have no
+    order; sort them by ``id``."""
 
     __slots__ = ("id", "kind", "args", "nullable", "has_bool", "_row", "_minlen",
                  "_specials", "_dsyms", "_null", "_lb", "_live", "__weakref__")
@@ -72,71 +74,74 @@ class Term:
         self._dsyms: dict | None = None
         self._lb: int | None = None
         self._live: bool | None = None
-        # nullability and shortest length, when the operands already know theirs (exact:
-        # the same rules as _nullable and _minlen_syntactic); otherwise computed on demand.
-        # Derivatives are built from known parts, so a new automaton state rarely needs a
-        # recursive pass of its own.
-        ml: int | None = None
-        nl: bool | None = None
-        if kind in _LEAVES:
-            nl = nullable
-            ml = 0 if kind == "empty" else (INF if kind == "nothing" else 1)
-        elif kind == "seq":
-            a, b = args
-            na, nb = a._null, b._null
-            if na is False or nb is False:
-                nl = False
-            elif na is not None and nb is not None:
-                nl = True
-            ma = a._minlen
-            if ma is not None:
-                if ma >= INF:
-                    ml = INF
-                else:
-                    mb = b._minlen
-                    if mb is not None:
-                        ml = min(INF, ma + mb)
-        elif kind == "alt":
-            nl = False
-            ml = INF
-            for x in args:
-                nx = x._null
-                if nx:
-                    nl = True
-                elif nx is None and nl is False:
-                    nl = None
-                if ml is not None:
-                    mx = x._minlen
-                    ml = None if mx is None else min(ml, mx)
-        elif kind == "and":
-            nl = True
-            for x in args:
-                nx = x._null
-                if nx is False:
-                    nl = False
-                    break
-                if nx is None:
-                    nl = None
-        elif kind == "repeat":
-            x, lo, _hi = args
-            if lo == 0:
-                nl, ml = True, 0
-            else:
-                nl = x._null
-                mx = x._minlen
-                if mx is not None:
-                    ml = INF if mx >= INF else min(INF, mx * lo)
-        elif kind == "not":
-            nx = args[0]._null
-            nl = None if nx is None else not nx
-        self._null = nl
-        self._minlen = ml
+        _known_lengths(self, kind, args, nullable)
 
     def __repr__(self) -> str:  # compact, for debugging
         return _show(self, 3)
 
-    def __lt__(self, other: "Term") -> bool:
-        return self.id < other.id
+
+def _known_lengths(t: Term, kind: str, args: tuple, nullable: bool) -> None:
+    """Set ``t._null`` and ``t._minlen`` from its operands when they know theirs (see
+    :class:`Term`); leave None where a recursive pass must decide."""
+    # nullability and shortest length, when the operands already know theirs (exact:
+    # the same rules as _nullable and _minlen_syntactic); otherwise computed on demand.
+    # Derivatives are built from known parts, so a new automaton state rarely needs a
+    # recursive pass of its own.
+    ml: int | None = None
+    nl: bool | None = None
+    if kind in _LEAVES:
+        nl = nullable
+        ml = 0 if kind == "empty" else (INF if kind == "nothing" else 1)
+    elif kind == "seq":
+        a, b = args
+        na, nb = a._null, b._null
+        if na is False or nb is False:
+            nl = False
+        elif na is not None and nb is not None:
+            nl = True
+        ma = a._minlen
+        if ma is not None:
+            if ma >= INF:
+                ml = INF
+            else:
+                mb = b._minlen
+                if mb is not None:
+                    ml = min(INF, ma + mb)
+    elif kind == "alt":
+        nl = False
+        ml = INF
+        for x in args:
+            nx = x._null
+            if nx:
+                nl = True
+            elif nx is None and nl is False:
+                nl = None
+            if ml is not None:
+                mx = x._minlen
+                ml = None if mx is None else min(ml, mx)
+    elif kind == "and":
+        nl = True
+        for x in args:
+            nx = x._null
+            if nx is False:
+                nl = False
+                break
+            if nx is None:
+                nl = None
+    elif kind == "repeat":
+        x, lo, _hi = args
+        if lo == 0:
+            nl, ml = True, 0
+        else:
+            nl = x._null
+            mx = x._minlen
+            if mx is not None:
+                ml = INF if mx >= INF else min(INF, mx * lo)
+    elif kind == "not":
+        nx = args[0]._null
+        nl = None if nx is None else not nx
+    t._null = nl
+    t._minlen = ml
 
 
 def _show(t: Term, depth: int) -> str:
@@ -239,18 +244,27 @@ class deep_recursion:
 
 def _mk(kind: str, args: tuple, nullable: bool, has_bool: bool, key: tuple | None = None) -> Term:
     if key is None:
-        key = (kind,) + tuple(a.id if isinstance(a, Term) else a for a in args)
+        key = (kind,) + tuple([a.id if isinstance(a, Term) else a for a in args])
     ref = _intern.get(key)
     if ref is not None:
         t = ref()
         if t is not None:
             return t
     t = Term(kind, args, nullable, has_bool)
-    _intern[key] = weakref.KeyedRef(t, _drop, key)   # one shared callback, no closure
+    r = _KeyRef(t, _drop)   # one shared callback, no closure
+    r.key = key
+    _intern[key] = r
     return t
 
 
-def _drop(ref: weakref.KeyedRef) -> None:
+class _KeyRef(weakref.ref):
+    """A weak reference that knows its key in the intern table (:class:`weakref.KeyedRef`
+    without its Python-level ``__new__`` and ``__init__``: a quarter of the cost)."""
+
+    __slots__ = ("key",)
+
+
+def _drop(ref: _KeyRef) -> None:
     key = ref.key
     if _intern.get(key) is ref:
         del _intern[key]
@@ -432,7 +446,7 @@ def _seq2(a: Term, b: Term) -> Term:
         return b
     if b is EMPTY:
         return a
-    if a.kind == "seq" and not isinstance(a, Rule):
+    if a.kind == "seq":   # a rule's kind is "rule"
         return _seq2(a.args[0], _seq2(a.args[1], b))
     return _mk("seq", (a, b), False, a.has_bool or b.has_bool, ("seq", a.id, b.id))
 
@@ -443,6 +457,10 @@ def _by_id(x: Term) -> int:
 
 def alt(*ts: Term) -> Term:
     """Union (ACI-normalised: flattened, de-duplicated, byte classes merged)."""
+    return _alt(ts)
+
+
+def _alt(ts: tuple) -> Term:
     n = len(ts)
     if n <= 2:
         # most calls while lowering a schema: no operand, one, or one beside NOTHING (a
@@ -482,7 +500,12 @@ def alt(*ts: Term) -> Term:
     if len(items) == 1:
         return next(iter(items))
     args = tuple(sorted(items, key=_by_id))
-    return _mk("alt", args, False, any(x.has_bool for x in args), ("alt",) + tuple(x.id for x in args))
+    hb = False
+    ids = ["alt"]
+    for t in args:
+        hb = hb or t.has_bool
+        ids.append(t.id)
+    return _mk("alt", args, False, hb, tuple(ids))
 
 
 ANY_BYTES: Term  # defined below (needs repeat)
@@ -520,6 +543,12 @@ def both(*ts: Term) -> Term:
 
 _SPECIAL_FIRST = 1 << 256           # stands for every special token in a first set
 _ANY_FIRST = FULL_MASK | _SPECIAL_FIRST
+
+
+def first_bytes(t: Term) -> int:
+    """A superset of the bytes that start a non-empty string of ``t``, as a 256-bit mask
+    (read from the structure a few levels down: deeper means any byte)."""
+    return _first(t, 8) & FULL_MASK
 
 
 def _first(t: Term, depth: int) -> int:
@@ -793,21 +822,25 @@ def row(t: Term) -> list[tuple[int, Term]]:
         rest = repeat(x, max(lo - 1, 0), None if hi is None else hi - 1)
         r = _coalesce([(m, _seq2(d, rest)) for m, d in row(x)])
     elif k == "rule":
-        assert isinstance(t, Rule)
-        if t.body is None:
-            raise ValueError(f"rule {t.name!r} is used but never defined")
-        if t._busy:
-            from .errors import GrammarError
-            raise GrammarError(f"left recursion through rule {t.name!r}")
-        t._busy = True
-        try:
-            r = row(t.body)
-        finally:
-            t._busy = False
+        r = _rule_row(t)
     else:  # pragma: no cover
         raise AssertionError(k)
     t._row = r
     return r
+
+
+def _rule_row(t: "Rule") -> list[tuple[int, Term]]:
+    assert isinstance(t, Rule)
+    if t.body is None:
+        raise ValueError(f"rule {t.name!r} is used but never defined")
+    if t._busy:
+        from .errors import GrammarError
+        raise GrammarError(f"left recursion through rule {t.name!r}")
+    t._busy = True
+    try:
+        return row(t.body)
+    finally:
+        t._busy = False
 
 
 def _coalesce(r: list) -> list:

@@ -7,8 +7,9 @@
 - The Cython builds of :data:`COMPILED_MODULES` (see ``setup.py``): the same sources,
   compiled, about 1.5x faster on schema lowering.  :func:`select_modules` (run by
   ``grammar/__init__.py`` before anything else is imported) loads the ``.py`` source instead
-  of a compiled module that is older than it, so an edit since the last build never runs
-  stale code; :data:`MODULES` says which ran.
+  of a compiled module that is older than it (or than the ``.pxd`` that declares C types
+  for it: ``grammar/ir.pxd``), so an edit since the last build never runs stale code;
+  :data:`MODULES` says which ran.
 
 ``GRAMMAR_NO_NATIVE=1`` in the environment turns both off (tests, comparisons)."""
 
@@ -57,13 +58,18 @@ def _extension_path(name: str) -> str | None:
     return None
 
 
-def module_choice(source: str, compiled: str | None, *, off: bool = False) -> str:
+def module_choice(source: str, compiled: str | None, *, off: bool = False,
+                  declarations: str | None = None) -> str:
     """``"compiled"``, ``"source"`` or ``"stale"`` for a module with the given source file
     and compiled extension file (None: not built): the build is used unless ``off`` or its
-    source was written more than two seconds after it."""
+    source, or its Cython declarations file (``declarations``, a ``.pxd`` beside the
+    source, when it exists), was written more than two seconds after it."""
     if compiled is None or off:
         return "source"
-    if os.path.getmtime(source) > os.path.getmtime(compiled) + _MTIME_SLACK_S:
+    newest = os.path.getmtime(source)
+    if declarations is not None and os.path.exists(declarations):
+        newest = max(newest, os.path.getmtime(declarations))
+    if newest > os.path.getmtime(compiled) + _MTIME_SLACK_S:
         return "stale"
     return "compiled"
 
@@ -78,7 +84,8 @@ def select_modules() -> dict[str, str]:
     for name in COMPILED_MODULES:
         full = f"{pkg}.{name}"
         src = os.path.join(_HERE, name + ".py")
-        choice = module_choice(src, _extension_path(name), off=_OFF)
+        choice = module_choice(src, _extension_path(name), off=_OFF,
+                               declarations=os.path.join(_HERE, name + ".pxd"))
         if choice == "compiled" and full not in sys.modules:
             try:
                 importlib.import_module(full)

@@ -45,6 +45,35 @@ def test_module_choice_follows_the_files(tmp_path):
     assert native.module_choice(str(src), str(so)) == "stale"
 
 
+def test_module_choice_counts_the_declarations_file(tmp_path):
+    """A build of ``ir.py`` also depends on ``ir.pxd`` (its C types): an edit of the
+    ``.pxd`` alone makes the build stale too; a missing ``.pxd`` is no source."""
+    src, pxd, so = tmp_path / "m.py", tmp_path / "m.pxd", tmp_path / "m.so"
+    for f in (src, pxd, so):
+        f.write_text("")
+    os.utime(src, (1000, 1000))
+    os.utime(pxd, (1000, 1000))
+    os.utime(so, (2000, 2000))
+    assert native.module_choice(str(src), str(so), declarations=str(pxd)) == "compiled"
+    os.utime(pxd, (3000, 3000))
+    assert native.module_choice(str(src), str(so), declarations=str(pxd)) == "stale"
+    assert native.module_choice(str(src), str(so)) == "compiled"
+    missing = str(tmp_path / "none.pxd")
+    assert native.module_choice(str(src), str(so), declarations=missing) == "compiled"
+
+
+def test_the_compiled_term_is_an_extension_type():
+    """With the build, ``ir.pxd`` makes :class:`grammar.ir.Term` an extension type (its
+    fields in a C struct); terms still hash and compare by identity, take weak references
+    (the intern table) and have no order."""
+    heap_type = bool(ir.Term.__flags__ & (1 << 9))      # Py_TPFLAGS_HEAPTYPE
+    assert heap_type == (native.MODULES["ir"] != "compiled")
+    a, b = ir.lit("ab"), ir.lit("ab")
+    assert a is b and hash(a) == hash(b) and a == b and a != ir.lit("ac")
+    with pytest.raises(TypeError):
+        sorted([ir.lit("x"), ir.lit("y")])
+
+
 def test_every_module_runs_what_was_chosen():
     assert tuple(native.MODULES) == native.COMPILED_MODULES
     for name, mod in (("ir", ir), ("automaton", automaton), ("schema", schema)):
