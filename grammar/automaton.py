@@ -64,7 +64,26 @@ def _fill_row_py(table: np.ndarray, s: int, cells: list) -> tuple[int, ...]:
 
 _fill_row = native.ext.fill_row if native.ext is not None else _fill_row_py
 
+_HIGH_BYTES = ((1 << 128) - 1) << 128   # bytes 0x80-0xFF in a 256-bit byte mask
+
+
+def _star_returns_utf8(star: ir.Term) -> bool:
+    """Whether every well-formed UTF-8 character derives the term ``star`` into itself
+    (by identity: the hash-consed derivative of ``X*`` by a complete character of ``X``
+    is ``X*``)."""
+    for (llo, lhi), conts in _UTF8_CLASSES:
+        cur = {ir.deriv(star, b) for b in range(llo, lhi + 1)}
+        for clo, chi in conts:
+            if ir.NOTHING in cur:
+                return False
+            cur = {ir.deriv(x, b) for x in cur for b in range(clo, chi + 1)}
+        if cur != {star}:
+            return False
+    return True
+
+
 _UNSET = -1
+_UNSET_BLOCK = 64
 _UNKNOWN = -1   # a state's shortest completion, not computed yet (see Automaton.minlen)
 
 
@@ -82,6 +101,7 @@ class Automaton:
         # those by sign and asks _refill for them)
         self._table = np.full((cap, 256), _UNSET, dtype=np.int32)
         self._table[DEAD] = DEAD
+        self._unset_to = cap   # rows below are marked unset (see intern)
         self._nullable = np.zeros(cap, dtype=np.bool_)
         # rows as tuples of ints: the cyclic GC untracks them, so they add nothing to its
         # passes however many states a long-lived server accumulates
@@ -90,6 +110,7 @@ class Automaton:
         self._masks: dict[int, np.ndarray] = {}
         self._slice_info: dict[int, bytes | None] = {}
         self._closure: dict[int, tuple[int, ...]] = {}   # slice states' closures
+        self._star_utf8: dict[int, bool] = {}   # see _utf8_returns
         self._max_end: dict[int, int] = {}
         self._ends: dict[int, tuple] = {}
         self._budget_cache: dict[tuple[int, int], np.ndarray] = {}
@@ -120,9 +141,14 @@ class Automaton:
                 self._ids[t.id] = DEAD
                 return DEAD
             sid = len(self._terms)
-            if sid >= len(self._table):
-                self._grow()
-            self._table[sid] = _UNSET
+            if sid >= self._unset_to:
+                if sid >= len(self._table):
+                    self._grow()
+                # mark the rows unset a block at a time: one numpy call per block of
+                # states instead of one per state
+                end = min(len(self._table), sid + _UNSET_BLOCK)
+                self._table[sid:end] = _UNSET
+                self._unset_to = end
             self._terms.append(t)
             self._rows.append(None)
             self._special_next.append(None)
@@ -136,8 +162,11 @@ class Automaton:
                 grown = np.full(2 * len(self._minlen_np), _UNKNOWN, dtype=np.int64)
                 grown[: len(self._minlen_np)] = self._minlen_np
                 self._minlen_np = grown
-            self._minlen_np[sid] = _UNKNOWN if ml is None else ml
-            self._nullable[sid] = ir.is_nullable(t)
+            # both arrays start out unknown / not nullable: write only what differs
+            if ml is not None:
+                self._minlen_np[sid] = ml
+            if ir.is_nullable(t):
+                self._nullable[sid] = True
             self._ids[t.id] = sid
             return sid
 
@@ -240,12 +269,10 @@ class Automaton:
         return self._closure.get(s, (s,))
 
     def _loops(self, s: int) -> int:
-        r = self.row(s)
-        return sum(1 for b in range(128) if r[b] == s)
+        return self.row(s)[:128].count(s)
 
     def _live_ascii(self, s: int) -> int:
-        r = self.row(s)
-        return sum(1 for b in range(128) if r[b] != DEAD)
+        return 128 - self.row(s)[:128].count(DEAD)
 
     def _slice_closure(self, s: int) -> tuple[tuple[int, ...], set[int]] | None:
         """``(closure states, exit bytes)`` of ``s`` (see :meth:`_slice_exits`), or None."""
@@ -270,6 +297,8 @@ class Automaton:
         # by construction every non-exit ASCII byte leads from a member to a member (a byte
         # that leaves from one member is an exit for all); the UTF-8 characters must too
         for c in states:
+            if self._utf8_returns(c):
+                continue
             r = self.row(c)
             for (llo, lhi), conts in _UTF8_CLASSES:
                 cur = {r[b] for b in range(llo, lhi + 1)}
@@ -284,6 +313,28 @@ class Automaton:
                 if not cur <= members:
                     return None
         return tuple(states), exits
+
+    def _utf8_returns(self, c: int) -> bool:
+        """Whether every well-formed UTF-8 character leads from state ``c`` back to ``c``,
+        decided on the structure alone where it can be (else False, and the caller
+        follows the bytes): ``c = X* R`` where ``X*`` returns to itself on every such
+        character and ``R`` starts with no byte above 0x7F.  A character from ``c`` then
+        derives ``X*`` alone (``R`` cannot start it) and completes into ``X* R = c``.  The
+        check of ``X*`` is made once per automaton, not once per string in the document
+        (each of whose states would otherwise need the rows of its own UTF-8 middles)."""
+        t = self._terms[c]
+        if t.kind == "seq":
+            star, rest = t.args
+        else:
+            star, rest = t, ir.EMPTY
+        if star.kind != "repeat" or star.args[1] != 0 or star.args[2] is not None:
+            return False
+        if ir.first_bytes(rest) & _HIGH_BYTES:
+            return False
+        ok = self._star_utf8.get(star.id)
+        if ok is None:
+            ok = self._star_utf8[star.id] = _star_returns_utf8(star)
+        return ok
 
     def mask(self, s: int) -> np.ndarray:
         """The token bitmask (int32 words) of state ``s``; cached, read-only."""

@@ -261,7 +261,14 @@ def _content_literal(s: str) -> Term:
 
 
 def _eager_text(s: str) -> Term:
-    return seq(*[json_char([(ord(ch), ord(ch))]) for ch in s])
+    return seq(*[_json_char_of(ch) for ch in s])
+
+
+@functools.lru_cache(maxsize=4096)
+def _json_char_of(ch: str) -> Term:
+    """:func:`json_char` of the one character ``ch``."""
+    c = ord(ch)
+    return json_char([(c, c)])
 
 
 def _lazy_text(s: str, i: int, n: int) -> Term:
@@ -269,7 +276,7 @@ def _lazy_text(s: str, i: int, n: int) -> Term:
     shortest spelling is ``n`` bytes: its body is the character ``s[i]`` and the rule of
     the rest.  The rest is addressed by its offset and its length follows from ``n``:
     slicing, hashing or summing each suffix anew would make a long text quadratic."""
-    first = json_char([(ord(s[i]), ord(s[i]))])
+    first = _json_char_of(s[i])
 
     def build() -> Term:
         j = i + 1

@@ -170,9 +170,36 @@ def test_text_slice_state_matches_brute_force():
     m = GrammarMatcher(cg)
     assert m.accept_bytes('{"a": "')
     assert cg.automaton._slice_exits(m.state) is not None  # the dense path is taken
+    assert cg.automaton._utf8_returns(m.state)   # its UTF-8 check made on the structure
     assert set(m.allowed_token_ids().tolist()) == brute_allowed(cg, m.state, vocab)
     assert m.accept_bytes("é")
     assert set(m.allowed_token_ids().tolist()) == brute_allowed(cg, m.state, vocab)
+
+
+def test_utf8_return_decided_on_the_structure_agrees_with_the_bytes():
+    """A string body ``X* R`` whose ``R`` starts with an ASCII byte is known to take every
+    well-formed UTF-8 character back to itself from the structure (``X*`` checked once),
+    not by following the bytes from each such state; where ``R`` could start a character,
+    or ``X`` misses some, the structure does not decide (False) and the bytes are followed."""
+    vocab = vocab_with_extras()
+    compiler = GrammarCompiler(vocab)
+    jchar = ir.alt(ir.utf8_char(exclude=b'"\\' + bytes(range(32))),
+                   ir.seq(ir.lit("\\"), ir.byte_class(b'"\\/bfnrt')))
+    chars = ["é", "ß", "\u0800", "中", "\ufffd", "\U00010000", "😀", "\U0010ffff"]
+    cases = [(ir.star(jchar), ir.lit('"}'), True),
+             (ir.star(jchar), ir.seq(ir.lit("é"), ir.lit('"')), False),   # R starts with 0xC3
+             (ir.star(ir.byte_class(b"abc")), ir.lit('"'), False)]       # X: ASCII only
+    for k, (body, rest, want) in enumerate(cases):
+        cg = compiler.compile(Grammar.from_term(ir.seq(ir.lit('"'), body, rest), ("utf8", k)))
+        auto = cg.automaton
+        m = GrammarMatcher(cg)
+        assert m.accept_bytes('"')
+        s = m.state
+        assert auto._utf8_returns(s) is want
+        if want:
+            for ch in chars:
+                assert auto.advance_bytes(s, ch.encode("utf-8")) == s, ch
+        assert set(m.allowed_token_ids().tolist()) == brute_allowed(cg, s, vocab)
 
 
 SEARCH_SCHEMA = {"type": "object", "properties": {"s": {"type": "string", "pattern": "ab|cd"},
