@@ -13,7 +13,6 @@ semantically immutable.
 from __future__ import annotations
 
 import threading
-from collections import Counter
 
 import numpy as np
 
@@ -84,7 +83,10 @@ def _star_returns_utf8(star: ir.Term) -> bool:
 
 _UNSET = -1
 _UNSET_BLOCK = 64
-_UNKNOWN = -1   # a state's shortest completion, not computed yet (see Automaton.minlen)
+_max = np.maximum.reduce   # without ndarray.max's Python-level wrapper
+# a state's shortest completion, not computed yet (see Automaton.minlen): above every
+# length (INF included), so that one maximum over states tells whether one is unknown
+_UNKNOWN = np.iinfo(np.int64).max
 
 
 class Automaton:
@@ -106,6 +108,8 @@ class Automaton:
         # rows as tuples of ints: the cyclic GC untracks them, so they add nothing to its
         # passes however many states a long-lived server accumulates
         self._rows: list[tuple[int, ...] | None] = [(0,) * 256]
+        # each state's successor on the most bytes (DEAD if none), set with its row
+        self._major: list[int] = [DEAD]
         self._special_next: list[dict[int, int] | None] = [{}]
         self._masks: dict[int, np.ndarray] = {}
         self._slice_info: dict[int, bytes | None] = {}
@@ -151,6 +155,7 @@ class Automaton:
                 self._unset_to = end
             self._terms.append(t)
             self._rows.append(None)
+            self._major.append(DEAD)
             self._special_next.append(None)
             # the shortest completion only matters to budget masks: around intersections,
             # where it takes a search, it waits until one asks (see minlen)
@@ -198,10 +203,16 @@ class Automaton:
             if self._rows[s] is not None:
                 return
             cells = []
+            major, best = DEAD, (0, 0)
             for m, nt in ir.row(self._terms[s]):
                 nid = self.intern(nt)
                 if nid:
                     cells.append((m, nid))
+                    # the successor on most bytes, the lowest first byte on a tie
+                    key = (m.bit_count(), -(m & -m).bit_length())
+                    if key > best:
+                        major, best = nid, key
+            self._major[s] = major
             # intern may have grown the table: write after
             self._rows[s] = _fill_row(self._table, s, cells)
 
@@ -458,12 +469,8 @@ class Automaton:
         reaches the same state from ``s`` as from ``t`` after that byte, and so every state
         after: it is allowed from ``s`` exactly when it is allowed from ``t``.  Only the
         tokens starting with a byte of ``D`` need a walk from ``s``, not the whole trie."""
-        r = self.row(s)
-        t = 0
-        for cand, _n in Counter(r).most_common(2):
-            if cand != DEAD:
-                t = cand
-                break
+        self.row(s)
+        t = self._major[s]
         if t in (DEAD, s) or self._slice_exits(t) is None:
             return None
         # _slice_exits(t) computed t's row: both rows are in the table
@@ -515,8 +522,8 @@ class Automaton:
     def _minlen_arr(self, states: np.ndarray) -> np.ndarray:
         """The shortest completions of ``states``, computing those not known yet."""
         a = self._minlen_np[states]
-        if len(a) and a.min() < 0:
-            for x in np.unique(states[a < 0]).tolist():
+        if len(a) and _max(a) == _UNKNOWN:
+            for x in np.unique(states[a == _UNKNOWN]).tolist():
                 self.minlen(x)
             a = self._minlen_np[states]
         return a
@@ -526,8 +533,8 @@ class Automaton:
         them is not known yet."""
         if not len(states):
             return 0
-        a = self._minlen_np[states]
-        return None if a.min() < 0 else int(a.max())
+        m = int(_max(self._minlen_np[states]))
+        return None if m == _UNKNOWN else m
 
     def budget_mask(self, s: int, limit: int) -> np.ndarray:
         """The mask of ``s`` restricted to tokens after which the grammar can still be

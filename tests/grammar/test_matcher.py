@@ -304,6 +304,19 @@ def test_key_prefix_reference_equals_full_walk_on_a_real_vocabulary():
         assert np.array_equal(got, want), prefix
         if prefix in ('{"n', '{"na', '{"nam'):
             assert auto._reference(s) is not None, prefix
+    # the reference candidate recorded with each row: the successor on the most bytes
+    # (the lowest first byte on a tie), never the dead state while a live one exists
+    from collections import Counter
+    checked = 0
+    for s in range(1, auto.num_states):
+        r = auto._rows[s]
+        if r is None:
+            continue
+        live = Counter(x for x in r if x != DEAD)
+        want = max(live, key=lambda x: (live[x], -r.index(x))) if live else DEAD
+        assert auto._major[s] == want, s
+        checked += 1
+    assert checked > 20
 
 
 def test_accept_reject_rollback_fork_reset():
