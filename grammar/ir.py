@@ -461,6 +461,8 @@ def alt(*ts: Term) -> Term:
 
 
 def _alt(ts: tuple) -> Term:
+    """:func:`alt` over a tuple of operands (a C function in the Cython build, see
+    ``ir.pxd``, which cannot type a ``*args`` function)."""
     n = len(ts)
     if n <= 2:
         # most calls while lowering a schema: no operand, one, or one beside NOTHING (a
@@ -830,6 +832,8 @@ def row(t: Term) -> list[tuple[int, Term]]:
 
 
 def _rule_row(t: "Rule") -> list[tuple[int, Term]]:
+    """The row of a rule: its body's (apart from :func:`row`, whose operand ``ir.pxd``
+    types as a plain term, without a rule's fields)."""
     assert isinstance(t, Rule)
     if t.body is None:
         raise ValueError(f"rule {t.name!r} is used but never defined")
