@@ -66,19 +66,27 @@ _fill_row = native.ext.fill_row if native.ext is not None else _fill_row_py
 _HIGH_BYTES = ((1 << 128) - 1) << 128   # bytes 0x80-0xFF in a 256-bit byte mask
 
 
+def _utf8_ends(start, step, dead) -> list[set] | None:
+    """Where the well-formed UTF-8 characters lead from ``start`` (``step(x, byte)`` is the
+    next state, ``dead`` the dead one): the set of end points of each lead-byte class, or
+    None when a character dies before its last byte."""
+    out = []
+    for (llo, lhi), conts in _UTF8_CLASSES:
+        cur = {step(start, b) for b in range(llo, lhi + 1)}
+        for clo, chi in conts:
+            if dead in cur:
+                return None
+            cur = {step(x, b) for x in cur for b in range(clo, chi + 1)}
+        out.append(cur)
+    return out
+
+
 def _star_returns_utf8(star: ir.Term) -> bool:
     """Whether every well-formed UTF-8 character derives the term ``star`` into itself
     (by identity: the hash-consed derivative of ``X*`` by a complete character of ``X``
     is ``X*``)."""
-    for (llo, lhi), conts in _UTF8_CLASSES:
-        cur = {ir.deriv(star, b) for b in range(llo, lhi + 1)}
-        for clo, chi in conts:
-            if ir.NOTHING in cur:
-                return False
-            cur = {ir.deriv(x, b) for x in cur for b in range(clo, chi + 1)}
-        if cur != {star}:
-            return False
-    return True
+    ends = _utf8_ends(star, ir.deriv, ir.NOTHING)
+    return ends is not None and all(e == {star} for e in ends)
 
 
 _UNSET = -1
@@ -310,19 +318,9 @@ class Automaton:
         for c in states:
             if self._utf8_returns(c):
                 continue
-            r = self.row(c)
-            for (llo, lhi), conts in _UTF8_CLASSES:
-                cur = {r[b] for b in range(llo, lhi + 1)}
-                for clo, chi in conts:
-                    if DEAD in cur:
-                        return None
-                    nxt = set()
-                    for x in cur:
-                        rx = self.row(x)
-                        nxt.update(rx[b] for b in range(clo, chi + 1))
-                    cur = nxt
-                if not cur <= members:
-                    return None
+            ends = _utf8_ends(c, lambda x, b: self.row(x)[b], DEAD)
+            if ends is None or not all(e <= members for e in ends):
+                return None
         return tuple(states), exits
 
     def _utf8_returns(self, c: int) -> bool:

@@ -310,7 +310,6 @@ class TokenIndex:
         self._flat = np.frombuffer(b"".join(data), dtype=np.uint8)
         self._seg = np.concatenate([[0], np.cumsum(lens)[:-1]]) if len(lens) else np.zeros(0, np.int64)
         first = self._flat[self._seg] if len(lens) else np.zeros(0, np.uint8)
-        self._first_bytes = first
         #: how many text tokens start with each byte
         self.first_byte_counts = np.bincount(first, minlength=256).astype(np.int64)
         self._by_first: dict[int, tuple[np.ndarray, TokenTrie]] = {}
