@@ -89,6 +89,84 @@ def _star_returns_utf8(star: ir.Term) -> bool:
     return ends is not None and all(e == {star} for e in ends)
 
 
+def _chain_is(parts: tuple, y: ir.Term) -> bool:
+    """Whether ``ir.seq(*parts)`` is the term ``y``, without building it (``ir._seq2``
+    flattens a concatenation in its head: ``seq(seq(a0, a1), r) = seq(a0, seq(a1, r))``).
+    The last part is compared whole; False when unsure."""
+    for p in parts[:-1]:
+        while p.kind == "seq":
+            if y.kind != "seq" or y.args[0] is not p.args[0]:
+                return False
+            p, y = p.args[1], y.args[1]
+        if p is ir.EMPTY:
+            continue
+        if y.kind != "seq" or y.args[0] is not p:
+            return False
+        y = y.args[1]
+    return parts[-1] is y
+
+
+def _cofinite_is(a: ir.Term, r: ir.Term, y: ir.Term, stops: int) -> bool:
+    """Whether ``seq(a, r)`` is ``seq(n, r)`` or ``seq(n, rest, r)`` with ``n`` declared
+    cofinite (:func:`grammar.ir.declare_cofinite`) over ``body`` and ``closer``, ``y`` is
+    ``seq(body, closer, r)`` or ``seq(body, closer, rest, r)``, and the closer starts
+    with a byte of ``stops`` only.
+
+    Then a string ``w`` without a byte of ``stops`` that keeps ``y`` live is a prefix of a
+    string of ``body`` (the closer cannot start inside it); ``body`` (a star) extends it in
+    infinitely many ways, of which ``n`` (with the closer) excludes finitely many, and the
+    rest is live as ``y`` is: ``w`` keeps ``seq(a, r)`` live."""
+    rest = None
+    c = ir.cofinite_of(a)
+    if c is None:
+        if a.kind != "seq":
+            return False
+        c = ir.cofinite_of(a.args[0])
+        if c is None:
+            return False
+        rest = a.args[1]
+    body, closer = c
+    if ir.first_bytes(closer) & ~stops:
+        return False
+    if rest is None:
+        return _chain_is((body, closer, r), y)
+    return _chain_is((body, closer, rest, r), y)
+
+
+_NO, _CONTAINS, _COFINITE = 0, 1, 2
+
+
+def _covers(x: ir.Term, y: ir.Term, stops: int) -> int:
+    """Whether every string without a byte of ``stops`` that keeps ``y`` live keeps ``x``
+    live too, judged on the structure alone: ``_CONTAINS`` when ``x`` contains ``y``
+    (``y`` is ``x``, an operand of the union ``x``, or ``seq(a, r)`` for an operand ``a``
+    of the union ``u`` in ``x = seq(u, r)``), ``_COFINITE`` when such an operand is a
+    cofinite term followed by ``y``'s rest (see :func:`_cofinite_is`), else ``_NO``."""
+    if x is y:
+        return _CONTAINS
+    k = x.kind
+    if k == "alt":
+        for a in x.args:
+            if a is y:
+                return _CONTAINS
+            if a.kind == "seq":
+                v = _covers(a, y, stops)
+                if v:
+                    return v
+        return _NO
+    if k == "seq":
+        u, r = x.args
+        if _cofinite_is(u, r, y, stops):
+            return _COFINITE
+        if u.kind == "alt":
+            for a in u.args:
+                if _chain_is((a, r), y):
+                    return _CONTAINS
+                if _cofinite_is(a, r, y, stops):
+                    return _COFINITE
+    return _NO
+
+
 _UNSET = -1
 _UNSET_BLOCK = 64
 _max = np.maximum.reduce   # without ndarray.max's Python-level wrapper
@@ -419,35 +497,42 @@ class Automaton:
             self._max_end[s] = 0
             return np.zeros(idx.words, dtype=np.int32)
         with ir.gc_paused():
-            ref = self._reference(s) if self._slice_exits(s) is None else None
-            if ref is not None:
-                return self._mask_from_reference(s, *ref)
+            if self._slice_exits(s) is None:
+                cov = self._covering(s)
+                if cov is not None:
+                    return self._mask_from_covering(s, *cov)
+                ref = self._reference(s)
+                if ref is not None:
+                    return self._mask_from_reference(s, *ref)
             exits, ids, ends = self._walk(s)
         m = idx.ids_to_words(ids)
         if exits is not None:
             m |= idx.slice(exits)[0]
-        return self._finish_mask(s, m, self._known_max(ends), exits)
+        return self._finish_mask(s, m, self._known_max(ends),
+                                 self._closure_of(s) if exits is not None else None)
 
-    def _widen(self, s: int, worst: int | None, exits: bytes | None, ml) -> int | None:
+    def _widen(self, s: int, worst: int | None, closure: tuple[int, ...] | None,
+               ml) -> int | None:
         """``worst`` (the longest shortest completion after a walked token of ``s``)
-        widened by the slice tokens (``exits``: ``minlen(s)`` plus up to 3 pending UTF-8
-        bytes) and the special tokens.  ``ml(state)`` gives a state's shortest completion,
-        or None when it is not known; then the result is None too."""
+        widened by the slice tokens and the special tokens.  ``closure``: the slice's
+        closure states, or None without slice tokens; a slice token ends in a state whose
+        shortest completion is at most one of theirs plus 3 pending UTF-8 bytes.
+        ``ml(state)`` gives a state's shortest completion, or None when it is not known;
+        then the result is None too."""
         ends = [worst]
-        if exits is not None:
-            # a slice token ends in the closure of s, or up to 3 bytes short of it
-            xs = [ml(c) for c in self._closure_of(s)]
+        if closure is not None:
+            xs = [ml(c) for c in closure]
             ends.append(None if None in xs else max(xs) + 3)
         ends.extend(ml(t) for t in self.special_next(s).values())
         return None if None in ends else max(ends)
 
     def _finish_mask(self, s: int, m: np.ndarray, worst: int | None,
-                     exits: bytes | None = None) -> np.ndarray:
+                     closure: tuple[int, ...] | None = None) -> np.ndarray:
         """Add the special tokens and EOS that ``s`` allows to its trie tokens ``m``, and
         record the longest shortest completion after a token (:meth:`_widen` of ``worst``)
         when every one of them is known (else a budget mask of ``s`` computes it when one
         is asked for)."""
-        worst = self._widen(s, worst, exits, self._minlen.__getitem__)
+        worst = self._widen(s, worst, closure, self._minlen.__getitem__)
         if worst is not None:
             self._max_end[s] = worst
         sp = self.special_next(s)
@@ -455,6 +540,66 @@ class Automaton:
         if self._nullable[s]:
             self._set_bits(m, self.index.vocab.eos_token_ids)
         return m
+
+    def _covering(self, s: int) -> tuple[int, bytes, list[int], bool] | None:
+        """``(t, E, dead, exact)`` when every slice token of a slice state ``t`` with exits
+        ``E`` is allowed from ``s`` too, except those whose first byte is in ``dead``, else
+        None.  ``exact``: each such token ends in a state that contains the one it reaches
+        from ``t`` (so no longer a shortest completion than there).
+
+        ``t`` is the successor of ``s`` on most bytes, a slice state that is its own
+        closure (a free string body).  On every first byte outside the bytes where the
+        two rows differ, ``s`` moves as ``t`` does.  On a differing byte ``b`` that is not
+        an exit of ``t``, either ``s`` dies (``b`` goes to ``dead``) or the structure shows
+        that what follows keeps ``s`` live wherever it keeps ``t`` live (see
+        :func:`_covers`; typically an object key that still spells a prefix of some
+        declared names, ``seq(alt(any other name, names), rest)``).  Only the tokens with
+        an exit byte (or not well-formed) need a walk from ``s``, over the slice's own
+        trie: the names' prefixes are walked along those tokens alone, not along every
+        token that starts with a name's first letter (as :meth:`_reference` walks them)."""
+        rs = self.row(s)
+        t = self._major[s]
+        if t in (DEAD, s):
+            return None
+        exits = self._slice_exits(t)
+        if exits is None or self._closure_of(t) != (t,):
+            return None
+        rt = self._rows[t]
+        terms = self._terms
+        stops = 0
+        for b in exits:
+            stops |= 1 << b
+        dead = []
+        exact = True
+        for b in np.flatnonzero(self._table[s] != self._table[t]).tolist():
+            ns, nt = rs[b], rt[b]  # type: ignore[index]
+            if nt == DEAD or (b < 128 and b in exits):
+                continue   # no slice token starts with b: the walk covers them
+            if ns == DEAD:
+                dead.append(b)
+                continue
+            v = _covers(terms[ns], terms[nt], stops)
+            if v == _NO:
+                return None
+            exact = exact and v == _CONTAINS
+        return t, exits, dead, exact
+
+    def _mask_from_covering(self, s: int, t: int, exits: bytes, dead: list[int],
+                            exact: bool) -> np.ndarray:
+        """The mask of ``s`` from :meth:`_covering`: the slice of ``t``'s exits less the
+        tokens starting with a ``dead`` byte, plus a walk from ``s`` of the other tokens.
+        The longest shortest completion after a token is recorded only when ``exact``
+        (else a budget mask walks ``s`` when one is asked for)."""
+        idx = self.index
+        words, trie = idx.slice(exits)
+        m = words.copy()
+        for b in dead:
+            np.bitwise_and(m, ~idx.first_byte(b)[0], out=m)
+        ids, ends = trie.walk_table(s, self._table, self._refill)
+        if len(ids):
+            m |= idx.ids_to_words(ids)
+        worst = self._known_max(ends) if exact else None
+        return self._finish_mask(s, m, worst, self._closure_of(t))
 
     def _reference(self, s: int) -> tuple[int, bytes] | None:
         """``(t, D)`` when ``s`` moves like a slice state ``t`` (see :meth:`_slice_exits`)
@@ -557,7 +702,8 @@ class Automaton:
             sp = self.special_next(s)
             sp_ml = {t: self.minlen(n) for t, n in sp.items()}
             if s not in self._max_end:   # the mask left it unknown
-                worst = self._widen(s, int(endml.max()) if len(endml) else 0, exits,
+                worst = self._widen(s, int(endml.max()) if len(endml) else 0,
+                                    self._closure_of(s) if exits is not None else None,
                                     self.minlen)
                 self._max_end[s] = worst
                 if limit >= worst:

@@ -44,7 +44,8 @@ cpdef list row(Term t)
 @cython.locals(r=list, out=dict, x=Term)
 cpdef list _coalesce(list r)
 
-@cython.locals(cells=list, cell=list, out=dict, nt=Term, t=Term, ts=list)
+@cython.locals(cells=list, cell=list, out=dict, nt=Term, t=Term, ts=list, r=list,
+               disjoint=cython.bint)
 cpdef list _union_rows(list rows)
 
 @cython.locals(out=dict, ta=Term, tb=Term, t=Term)

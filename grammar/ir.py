@@ -43,7 +43,8 @@ __all__ = [
     "byte_class", "byte_range", "lit", "seq", "alt", "both", "neg", "repeat", "opt",
     "star", "plus", "special", "utf8_char", "codepoint_ranges", "any_text", "text_until",
     "row", "deriv", "dspecial", "minlen", "is_live", "specials_of", "declare_no_specials",
-    "matches", "mask_of", "is_nullable", "lazy", "deep_recursion", "first_bytes",
+    "declare_cofinite", "cofinite_of", "matches", "mask_of", "is_nullable", "lazy",
+    "deep_recursion", "first_bytes",
 ]
 
 INF = 1 << 60
@@ -748,6 +749,26 @@ def _merge(a: list, b: list, op) -> list:
 def _union_rows(rows: list) -> list:
     """Union of several partitions: refine the cells once, then build one ``alt`` per
     cell (no intermediate unions are interned)."""
+    # most unions in a JSON grammar have disjoint first bytes (a bounded whitespace run
+    # before a quote or a brace, the alternatives of a value): then no cell is refined,
+    # and the refinement's pairwise pass over the cells is skipped
+    cov = 0
+    disjoint = True
+    for r in rows:
+        for m, t in r:
+            if cov & m:
+                disjoint = False
+                break
+            cov |= m
+        if not disjoint:
+            break
+    if disjoint:
+        out: dict[Term, int] = {}
+        for r in rows:
+            for m, t in r:
+                if t is not NOTHING:
+                    out[t] = out.get(t, 0) | m
+        return [(m, t) for t, m in out.items()]
     cells: list[list] = []  # [mask, [terms]]
     for r in rows:
         for m, t in r:
@@ -766,7 +787,7 @@ def _union_rows(rows: list) -> list:
                     break
             if rest:
                 cells.append([rest, [t]])
-    out: dict[Term, int] = {}
+    out = {}
     for m, ts in cells:
         nt = ts[0] if len(ts) == 1 else alt(*ts)
         if nt is not NOTHING:
@@ -925,6 +946,25 @@ def declare_no_specials(t: Term) -> None:
     (the JSON Schema lowering): :func:`specials_of` then needs no walk over it."""
     if t._specials is None:
         t._specials = frozenset()
+
+
+_COFINITE: "weakref.WeakKeyDictionary[Term, tuple[Term, Term]]" = weakref.WeakKeyDictionary()
+
+
+def declare_cofinite(t: Term, body: Term, closer: Term) -> None:
+    """Record that the language of ``t`` is that of ``seq(body, closer)`` less finitely
+    many strings, where ``body`` is a star ``x*``: then every prefix of a string of
+    ``body`` extends (in infinitely many ways, so past the exceptions) to a string of
+    ``t``.  For builders that know it of a term they build (a JSON string other than a
+    few names, see :func:`grammar.jsonvalue.string_except`); the automaton relies on it to
+    skip a walk (see :meth:`grammar.automaton.Automaton._covering`), so it must be
+    true."""
+    _COFINITE[t] = (body, closer)
+
+
+def cofinite_of(t: Term) -> tuple[Term, Term] | None:
+    """``(body, closer)`` as declared by :func:`declare_cofinite` for ``t``, or None."""
+    return _COFINITE.get(t)
 
 
 def specials_of(t: Term) -> frozenset[int]:

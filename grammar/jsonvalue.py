@@ -49,8 +49,8 @@ from decimal import Decimal, localcontext
 from typing import Iterable, Sequence
 
 from .ir import (
-    EMPTY, NOTHING, Rule, Term, alt, both, byte_class, byte_range, codepoint_ranges, lazy, lit, opt,
-    minlen, plus, repeat, row, seq, star,
+    EMPTY, NOTHING, Rule, Term, alt, both, byte_class, byte_range, codepoint_ranges,
+    declare_cofinite, lazy, lit, opt, minlen, plus, repeat, row, seq, star,
 )
 
 __all__ = [
@@ -331,7 +331,10 @@ def string_except(names: Iterable[str]) -> Term:
         parts = [] if -1 in node else [QUOTE]
         parts.append(seq(_json_char_except(tuple(kids)), string_content_any(), QUOTE))
         parts.extend(seq(json_char([(c, c)]), built.pop(id(node[c]))) for c in kids)
-        built[id(node)] = alt(*parts)
+        t = alt(*parts)
+        # any content then the quote, less the few names that end below this node
+        declare_cofinite(t, string_content_any(), QUOTE)
+        built[id(node)] = t
     return seq(QUOTE, built[id(root)])
 
 

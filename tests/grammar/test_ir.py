@@ -192,6 +192,24 @@ def test_one_byte_derivative_agrees_with_rows(t, b):
             assert ir.matches(d, bytes(w)) == ir.matches(r, bytes(w))
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_terms, min_size=1, max_size=4))
+def test_union_of_rows_is_the_bytewise_union(ts):
+    """``_union_rows`` (refining overlapping cells, or concatenating disjoint ones) maps
+    each byte to the union of the operands' derivatives, every cell once."""
+    rows = [ir.row(t) for t in ts]
+    got = ir._union_rows(rows)
+    masks = [m for m, _ in got]
+    assert len(set(x for _, x in got)) == len(got)
+    for i, m in enumerate(masks):
+        assert m and not any(m & n for n in masks[i + 1:])
+    for b in range(256):
+        bit = 1 << b
+        want = ir.alt(*[x for r in rows for m, x in r if m & bit])
+        have = [x for m, x in got if m & bit]
+        assert have == ([] if want is ir.NOTHING else [want]), b
+
+
 @settings(max_examples=300, deadline=None)
 @given(_terms)
 def test_known_nullability_and_length_at_construction_are_exact(t):

@@ -270,6 +270,88 @@ def test_key_prefix_states_from_their_reference_match_brute_force(seed):
     assert any(used) or seed % 2   # most random walks meet a key prefix
 
 
+ASCII_KEYS_SCHEMA = {"type": "object",
+                     "properties": {k: v for k, v in KEYS_SCHEMA["properties"].items()
+                                    if k.isascii()}}
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_key_prefix_states_by_covering_match_brute_force(seed):
+    """Inside an object key that may still spell a declared name or any other name, a slice
+    token (no quote, no backslash) is always allowed: the mask is the free key's slice plus
+    a walk of the other tokens (Automaton._covering).  It must equal the brute-force oracle
+    at every step, and the mask the reference path would give."""
+    rng = random.Random(seed)
+    vocab = vocab_with_extras()
+    cg = GrammarCompiler(vocab).compile_json_schema(ASCII_KEYS_SCHEMA, whitespace=1)
+    auto = cg.automaton
+    m = GrammarMatcher(cg)
+    assert m.accept_bytes('{"')
+    used = []
+    walk_against_oracle(cg, m, vocab, rng, 40,
+                        before=lambda s: used.append(auto._covering(s) is not None))
+    for prefix in ('{"', '{"n', '{"na', '{"names', '{"nick": "a", "', '{"nick": "a", "n'):
+        m.reset()
+        assert m.accept_bytes(prefix)
+        s = m.state
+        cov = auto._covering(s)
+        assert cov is not None, prefix
+        want = brute_allowed(cg, s, vocab)
+        assert set(m.allowed_token_ids().tolist()) == want, prefix
+        ref = auto._reference(s)
+        if ref is not None:
+            via_ref = auto._mask_from_reference(s, *ref)
+            assert np.array_equal(via_ref, auto._mask_from_covering(s, *cov)), prefix
+    assert any(used) or seed % 2   # most random walks meet a key
+
+
+def test_covering_declines_what_the_structure_does_not_show():
+    """No covering where the structure does not show one, and then the reference path or
+    a full walk gives the mask: names not under a free string (``additionalProperties``
+    false); a name's non-ASCII first byte (the other names' middle of a character); the
+    end of a name that other names continue (the rest of the free string is flattened
+    into its continuation).  A union of the free body with something else is covered
+    only where the structure holds the body, or a cofinite term before the same rest."""
+    from grammar.automaton import _covers, _CONTAINS, _COFINITE, _NO
+    from grammar import jsonvalue as jv
+    vocab = vocab_with_extras()
+    for schema, prefix in ((dict(KEYS_SCHEMA, additionalProperties=False), '{"n'),
+                           (KEYS_SCHEMA, '{"'), (KEYS_SCHEMA, '{"name')):
+        cg = GrammarCompiler(vocab).compile_json_schema(schema, whitespace=1)
+        m = GrammarMatcher(cg)
+        assert m.accept_bytes(prefix)
+        assert cg.automaton._covering(m.state) is None, prefix
+        assert set(m.allowed_token_ids().tolist()) == brute_allowed(cg, m.state, vocab)
+    # the free part cannot start with "a": after "a" only "b" may follow, so a slice token
+    # such as "aa" must not be allowed although "a" is no exit of the free body
+    body = ir.star(ir.utf8_char(exclude=b'"'))
+    term = ir.alt(ir.lit('ab"'), ir.seq(ir.utf8_char(exclude=b'a"'), body, ir.lit('"')))
+    cg = GrammarCompiler(vocab).compile(Grammar.from_term(term, "no-a"))
+    m = GrammarMatcher(cg)
+    assert cg.automaton._covering(m.state) is None
+    got = set(m.allowed_token_ids().tolist())
+    assert got == brute_allowed(cg, m.state, vocab) and vocab.token_id("aa") not in got
+    body, q = jv.string_content_any(), jv.QUOTE
+    r = ir.lit(":1}")
+    y = ir.seq(body, q, r)
+    stops = 1 << ord('"') | 1 << ord("\\")
+    assert _covers(y, y, stops) == _CONTAINS
+    assert _covers(ir.alt(ir.lit("x"), y), y, stops) == _CONTAINS
+    assert _covers(ir.seq(ir.alt(ir.seq(body, q), ir.lit("k")), r), y, stops) == _CONTAINS
+    node = jv.string_except(["ab", "b"]).args[1]   # after the opening quote
+    assert ir.cofinite_of(node) == (body, q)
+    assert _covers(ir.seq(node, r), y, stops) == _COFINITE
+    colon = ir.lit(":")   # node, then a rest of its own, inside a union (a union of unions
+    #                       is flat: the node itself would not be an operand)
+    y2 = ir.seq(body, q, colon, r)
+    assert _covers(ir.seq(ir.alt(ir.seq(node, colon), ir.lit("zz")), r), y2, stops) == _COFINITE
+    assert _covers(ir.alt(ir.seq(node, colon, r), ir.lit("zz")), y2, stops) == _COFINITE
+    assert _covers(ir.seq(node, r), y, 1 << ord("\\")) == _NO   # the closer is no stop
+    assert _covers(ir.seq(node, ir.lit(":2}")), y, stops) == _NO  # another rest
+    assert _covers(ir.seq(ir.lit("k"), r), y, stops) == _NO
+    assert _covers(ir.lit("x"), y, stops) == _NO
+
+
 def test_reference_state_lends_no_eos_or_special_token():
     """The reference state of free text may end (EOS) or take a special token; the state
     borrowing its mask may not: those bits are the borrower's own."""
@@ -303,7 +385,10 @@ def test_key_prefix_reference_equals_full_walk_on_a_real_vocabulary():
             want |= auto.index.slice(_exits)[0]
         assert np.array_equal(got, want), prefix
         if prefix in ('{"n', '{"na', '{"nam'):
-            assert auto._reference(s) is not None, prefix
+            # taken by the covering path; the reference path agrees
+            ref = auto._reference(s)
+            assert ref is not None and auto._covering(s) is not None, prefix
+            assert np.array_equal(auto._mask_from_reference(s, *ref), want), prefix
     # the reference candidate recorded with each row: the successor on the most bytes
     # (the lowest first byte on a tie), never the dead state while a live one exists
     from collections import Counter

@@ -540,6 +540,28 @@ def test_string_except_is_the_complement_of_the_names(names, probes):
                          json.dumps(p).replace("a", "\\u0061")) and p not in names), text
 
 
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.text(alphabet='ab"\\\u00e9\x01', max_size=3), max_size=5),
+       st.lists(st.text(alphabet='ab"\\\u00e9\U0001f600\x01c', max_size=4), max_size=6))
+def test_string_except_nodes_are_declared_cofinite(names, probes):
+    """Each node of ``string_except``'s trie is declared cofinite over any string content
+    and the closing quote (``ir.declare_cofinite``, which the automaton trusts to skip a
+    walk): every prefix of any content, however it goes through the names, keeps the
+    node live."""
+    from grammar import ir
+    t = jv.string_except(names)
+    root = t.args[1]                        # after the opening quote
+    assert ir.cofinite_of(root) == (jv.string_content_any(), jv.QUOTE)
+    for p in names + probes:
+        for text in {json.dumps(p)[1:-1], json.dumps(p, ensure_ascii=False)[1:-1]}:
+            b = text.encode()
+            for i in range(len(b) + 1):
+                x = root
+                for c in b[:i]:
+                    x = ir.deriv(x, c)
+                assert ir.is_live(x), (names, b[:i])
+
+
 _NUMBER_VALUES = [0, 1, -1, 10, 100, 0.5, -0.5, 1.5, 1e20, 1.5e-7, 123.456, -7e-5, 0.1, 99,
                   12345678901234567, 2.5e300, 1.2345678901234567e-3, 1000000, 4.0, -30.25]
 
