@@ -249,60 +249,54 @@ KEYS_SCHEMA = {"type": "object",
                               "nick": {"enum": ["a", "b"]}, "é": {"type": "boolean"}}}
 
 
-@pytest.mark.parametrize("seed", range(8))
-def test_key_prefix_states_from_their_reference_match_brute_force(seed):
-    """Inside an object key that still spells a prefix of declared names the mask is the
-    free-key state's mask with the few diverging first bytes walked again
-    (Automaton._reference): it must equal the brute-force oracle at every step."""
-    rng = random.Random(seed)
-    vocab = vocab_with_extras()
-    cg = GrammarCompiler(vocab).compile_json_schema(KEYS_SCHEMA, whitespace=1)
-    auto = cg.automaton
-    m = GrammarMatcher(cg)
-    assert m.accept_bytes('{"')
-    used = []
-    walk_against_oracle(cg, m, vocab, rng, 40,
-                        before=lambda s: used.append(auto._reference(s) is not None))
-    m.reset()
-    assert m.accept_bytes('{"n')
-    assert auto._reference(m.state) is not None
-    assert set(m.allowed_token_ids().tolist()) == brute_allowed(cg, m.state, vocab)
-    assert any(used) or seed % 2   # most random walks meet a key prefix
-
-
 ASCII_KEYS_SCHEMA = {"type": "object",
                      "properties": {k: v for k, v in KEYS_SCHEMA["properties"].items()
                                     if k.isascii()}}
 
 
+def _words_ids(words: np.ndarray) -> set[int]:
+    return set(np.flatnonzero(np.unpackbits(words.view(np.uint8), bitorder="little")).tolist())
+
+
+@pytest.mark.parametrize("path", ["reference", "covering"])
 @pytest.mark.parametrize("seed", range(8))
-def test_key_prefix_states_by_covering_match_brute_force(seed):
-    """Inside an object key that may still spell a declared name or any other name, a slice
-    token (no quote, no backslash) is always allowed: the mask is the free key's slice plus
-    a walk of the other tokens (Automaton._covering).  It must equal the brute-force oracle
-    at every step, and the mask the reference path would give."""
+def test_key_prefix_masks_by_each_path_match_brute_force(seed, path):
+    """Inside an object key that still spells a prefix of declared names, two paths spare
+    the walk of the whole trie: the free key's mask with the few diverging first bytes
+    walked again (Automaton._reference), and the free key's slice with only the tokens
+    that close or escape the key walked (Automaton._covering, tried first: any other name
+    is allowed too).  Wherever each applies along random walks, its mask must equal the
+    brute-force oracle, as must the mask the matcher uses."""
     rng = random.Random(seed)
     vocab = vocab_with_extras()
-    cg = GrammarCompiler(vocab).compile_json_schema(ASCII_KEYS_SCHEMA, whitespace=1)
+    schema = KEYS_SCHEMA if path == "reference" else ASCII_KEYS_SCHEMA
+    cg = GrammarCompiler(vocab).compile_json_schema(schema, whitespace=1)
     auto = cg.automaton
+    hits = []
+
+    def check(s):
+        if path == "reference":
+            ref = auto._reference(s)
+            words = None if ref is None else auto._mask_from_reference(s, *ref)
+        else:
+            cov = auto._covering(s)
+            words = None if cov is None else auto._mask_from_covering(s, *cov)
+        if words is not None:
+            assert _words_ids(words) == brute_allowed(cg, s, vocab)
+            hits.append(s)
+
     m = GrammarMatcher(cg)
     assert m.accept_bytes('{"')
-    used = []
-    walk_against_oracle(cg, m, vocab, rng, 40,
-                        before=lambda s: used.append(auto._covering(s) is not None))
-    for prefix in ('{"', '{"n', '{"na', '{"names', '{"nick": "a", "', '{"nick": "a", "n'):
+    walk_against_oracle(cg, m, vocab, rng, 40, before=check)
+    prefixes = ('{"', '{"n', '{"na', '{"names', '{"nick": "a", "', '{"nick": "a", "n')
+    for prefix in prefixes:
         m.reset()
         assert m.accept_bytes(prefix)
-        s = m.state
-        cov = auto._covering(s)
-        assert cov is not None, prefix
-        want = brute_allowed(cg, s, vocab)
-        assert set(m.allowed_token_ids().tolist()) == want, prefix
-        ref = auto._reference(s)
-        if ref is not None:
-            via_ref = auto._mask_from_reference(s, *ref)
-            assert np.array_equal(via_ref, auto._mask_from_covering(s, *cov)), prefix
-    assert any(used) or seed % 2   # most random walks meet a key
+        n = len(hits)
+        check(m.state)
+        assert len(hits) == n + 1, prefix     # the path applies
+        assert set(m.allowed_token_ids().tolist()) == brute_allowed(cg, m.state, vocab)
+    assert len(hits) > len(prefixes) or seed % 2   # most random walks meet a key prefix
 
 
 def test_covering_declines_what_the_structure_does_not_show():
