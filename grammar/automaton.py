@@ -201,6 +201,7 @@ class Automaton:
         self._slice_info: dict[int, bytes | None] = {}
         self._closure: dict[int, tuple[int, ...]] = {}   # slice states' closures
         self._star_utf8: dict[int, bool] = {}   # see _utf8_returns
+        self._units: dict[int, int] = {}   # see _char_units
         self._max_end: dict[int, int] = {}
         self._ends: dict[int, tuple] = {}
         self._budget_cache: dict[tuple[int, int], np.ndarray] = {}
@@ -498,6 +499,9 @@ class Automaton:
             return np.zeros(idx.words, dtype=np.int32)
         with ir.gc_paused():
             if self._slice_exits(s) is None:
+                run = self._run(s)
+                if run is not None:
+                    return self._mask_from_run(s, *run)
                 cov = self._covering(s)
                 if cov is not None:
                     return self._mask_from_covering(s, *cov)
@@ -540,6 +544,77 @@ class Automaton:
         if self._nullable[s]:
             self._set_bits(m, self.index.vocab.eos_token_ids)
         return m
+
+    def _run(self, s: int) -> tuple[bytes, int | None] | None:
+        """``(E, hi)`` when ``s = X{lo,hi} R`` is a bounded run of a string body's
+        characters, else None: its unbounded twin ``X* R`` is a slice state with exits
+        ``E`` that is its own closure, every character that does not start with a byte of
+        ``E`` is exactly one ``X``, and ``R`` starts with a byte of ``E`` only.
+
+        A slice token (see :meth:`_slice_exits`) then stays inside the run, one ``X`` per
+        character: from ``s`` it is allowed exactly when it starts at most ``hi``
+        characters (a character cut short at its end counts, as it needs one more ``X``),
+        whatever ``lo``.  Without this, each position of a string with ``maxLength`` (or
+        ``minLength``) under one token's reach was a new state that walked the whole
+        trie; now it takes the slice of its length (cached per vocabulary) and walks the
+        tokens with an exit byte."""
+        t = self._terms[s]
+        if t.kind == "seq":
+            head, rest = t.args
+        elif t.kind == "repeat":
+            head, rest = t, ir.EMPTY
+        else:
+            return None
+        if head.kind != "repeat":
+            return None
+        x, lo, hi = head.args
+        if lo == 0 and hi is None:
+            return None
+        units = self._char_units(x)   # before the twin: most runs are not characters
+        if units.bit_count() < _MIN_SLICE_LOOPS:
+            return None
+        twin = self.intern(ir.seq(ir.star(x), rest))
+        if twin in (DEAD, s):
+            return None
+        exits = self._slice_exits(twin)
+        if exits is None or self._closure_of(twin) != (twin,):
+            return None
+        stops = 0
+        for b in exits:
+            stops |= 1 << b
+        ascii_ = (1 << 128) - 1
+        if ascii_ & ~stops & ~units or ir.first_bytes(rest) & ~stops:
+            return None
+        return exits, hi
+
+    def _char_units(self, x: ir.Term) -> int:
+        """The ASCII bytes that derive ``x`` to the empty string (a byte mask), or 0
+        unless every well-formed UTF-8 character does too (memoised per automaton)."""
+        units = self._units.get(x.id)
+        if units is None:
+            units = 0
+            for b in range(128):
+                if ir.deriv(x, b) is ir.EMPTY:
+                    units |= 1 << b
+            if units.bit_count() >= _MIN_SLICE_LOOPS:
+                ends = _utf8_ends(x, ir.deriv, ir.NOTHING)
+                if ends is None or not all(e == {ir.EMPTY} for e in ends):
+                    units = 0
+            self._units[x.id] = units
+        return units
+
+    def _mask_from_run(self, s: int, exits: bytes, hi: int | None) -> np.ndarray:
+        """The mask of ``s`` from :meth:`_run`: the slice tokens of at most ``hi``
+        characters, plus a walk from ``s`` of the tokens with an exit byte.  A slice token
+        ends in ``X{lo-c,hi-c} R`` (or a character short of it): no longer a shortest
+        completion than ``s``'s, plus 3 pending bytes."""
+        idx = self.index
+        words, trie = idx.slice(exits)
+        m = (words if hi is None else idx.slice_upto(exits, hi)).copy()
+        ids, ends = trie.walk_table(s, self._table, self._refill)
+        if len(ids):
+            m |= idx.ids_to_words(ids)
+        return self._finish_mask(s, m, self._known_max(ends), (s,))
 
     def _covering(self, s: int) -> tuple[int, bytes, list[int], bool] | None:
         """``(t, E, dead, exact)`` when every slice token of a slice state ``t`` with exits

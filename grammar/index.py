@@ -317,6 +317,9 @@ class TokenIndex:
         self._utf8_pending: np.ndarray | None = None
         self._pending_words: dict[bytes, tuple[np.ndarray, ...]] = {}
         self._slices: dict[bytes, tuple[np.ndarray, TokenTrie]] = {}
+        self._inside: dict[bytes, np.ndarray] = {}   # per slice: its tokens, as a bool array
+        self._upto: dict[bytes, list[np.ndarray]] = {}   # see slice_upto
+        self._chars: np.ndarray | None = None
         self._lock = threading.Lock()
         # the first-byte tries (see first_byte) are built here, with the vocabulary's other
         # structures (about 0.3 s for Llama 3's), not inside the first mask that needs each
@@ -420,6 +423,7 @@ class TokenIndex:
             else:
                 hits = np.zeros(0, np.uint8)
             inside = self.utf8_ok() & (hits == 0)
+            self._inside[key] = inside
             pend = self.utf8_pending()
             self._pending_words[key] = tuple(
                 self._frozen_words(self.text_ids[inside & (pend == k)]) for k in range(4))
@@ -427,6 +431,50 @@ class TokenIndex:
                    self._sub_trie(np.flatnonzero(~inside)))
             self._slices[key] = hit
             return hit
+
+
+    def char_counts(self) -> np.ndarray:
+        """For each text token: how many UTF-8 characters it starts (its bytes that are not
+        continuation bytes), a character cut short at its end included."""
+        if self._chars is None:
+            if len(self._flat):
+                starts = ((self._flat < 0x80) | (self._flat >= 0xC0)).astype(np.int64)
+                self._chars = np.add.reduceat(starts, self._seg)
+            else:
+                self._chars = np.zeros(0, np.int64)
+        return self._chars
+
+    def slice_upto(self, exits: bytes, n: int) -> np.ndarray:
+        """The bitmask of the slice of ``exits`` (see :meth:`slice`) restricted to the
+        tokens that start at most ``n`` characters: those a run of at most ``n``
+        characters can hold (see :meth:`grammar.automaton.Automaton._run`).  The masks of
+        every ``n`` up to the longest token are built together, once per slice."""
+        key = bytes(sorted(set(exits)))
+        cum = self._upto.get(key)
+        if cum is None:
+            self.slice(key)
+            with self._lock:
+                cum = self._upto.get(key)
+                if cum is None:
+                    inside = self._inside[key]
+                    counts = self.char_counts()[inside]
+                    ids = self.text_ids[inside]
+                    order = np.argsort(counts, kind="stable")
+                    ids, counts = ids[order], counts[order]
+                    top = int(counts[-1]) if len(counts) else 0
+                    bounds = np.searchsorted(counts, np.arange(top + 2))
+                    bits = np.left_shift(np.uint32(1), (ids & 31).astype(np.uint32))
+                    words = np.zeros(self.words, dtype=np.uint32)
+                    cum = []
+                    for c in range(top + 1):   # each count's tokens added to the last mask
+                        lo, hi = bounds[c], bounds[c + 1]
+                        if hi > lo:
+                            np.bitwise_or.at(words, ids[lo:hi] >> 5, bits[lo:hi])
+                        w = words.view(np.int32).copy()
+                        w.setflags(write=False)
+                        cum.append(w)
+                    self._upto[key] = cum
+        return cum[min(max(n, 0), len(cum) - 1)]
 
 
 _INDEXES: dict[str, TokenIndex] = {}

@@ -228,3 +228,31 @@ def test_first_byte_tokens_and_tries():
         bits = np.unpackbits(words.view(np.uint8), bitorder="little")
         assert np.flatnonzero(bits).tolist() == want
         assert sorted(trie.ids.tolist()) == want and idx.first_byte_counts[b] == len(want)
+
+
+def test_slice_upto_counts_the_characters_a_token_starts():
+    # the slice tokens that start at most n characters (a character cut short at the
+    # token's end counts), against a token-by-token reference, for every n
+    from grammar.index import TokenIndex
+
+    class _V:   # the few attributes TokenIndex reads
+        toks = [b"a", b"ab", b"abc", b"\xc3", b"\xc3\xa9", b"a\xc3", b"\xe2\x82", b"\xe4\xb8\xad\xe4",
+                b"\x82\xac", b'a"', b"\\n", b"xyzw", b"", b"\xf0\x9f\x98\x80!"]
+        vocab_size = len(toks)
+        eos_token_ids = (12,)
+
+        def token_table(self):
+            return self.toks
+
+    idx = TokenIndex(_V())
+    exits = b'"\\'
+    for n in range(-1, 7):
+        want = []
+        for tid, b in zip(idx.text_ids.tolist(), idx.text_bytes):
+            if any(c in exits for c in b) or not _ok_reference(b):
+                continue
+            if sum(1 for c in b if not 0x80 <= c < 0xC0) <= n:
+                want.append(tid)
+        bits = np.unpackbits(idx.slice_upto(exits, n).view(np.uint8), bitorder="little")
+        assert np.flatnonzero(bits).tolist() == want, n
+    assert idx.slice_upto(exits, 3) is idx.slice_upto(b'\\"', 3)   # one cache per slice

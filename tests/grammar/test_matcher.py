@@ -244,6 +244,65 @@ def test_search_pattern_slice_equals_full_walk_on_a_real_vocabulary():
             assert len(auto._closure.get(s, ())) > 1, prefix
 
 
+RUN_SCHEMA = {"type": "object",
+              "properties": {"a": {"type": "string", "maxLength": 6},
+                             "b": {"type": "string", "minLength": 3, "maxLength": 9},
+                             "c": {"type": "string", "minLength": 2}}}
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_bounded_string_runs_match_brute_force(seed):
+    """Each position of a string with ``minLength``/``maxLength`` is a new state: its mask
+    is the slice of the tokens that fit the characters left plus a walk of the tokens
+    with an exit byte (Automaton._run).  It must equal the oracle at every step (multi-byte
+    characters and tokens that end inside one included), and budget masks too."""
+    rng = random.Random(seed)
+    vocab = vocab_with_extras()
+    cg = GrammarCompiler(vocab).compile_json_schema(RUN_SCHEMA, whitespace=1)
+    auto = cg.automaton
+    hits = []
+
+    def check(s):
+        run = auto._run(s)
+        if run is not None:
+            assert _words_ids(auto._mask_from_run(s, *run)) == brute_allowed(cg, s, vocab)
+            hits.append(s)
+
+    for prefix in ('{"a": "', '{"a": "ab', '{"a": "abcdé', '{"a": "abcde', '{"b": "',
+                   '{"b": "a', '{"b": "abc', '{"b": "abcdefgh', '{"c": "', '{"c": "a'):
+        m = GrammarMatcher(cg)
+        assert m.accept_bytes(prefix)
+        n = len(hits)
+        check(m.state)
+        assert len(hits) == n + 1, prefix
+        assert set(m.allowed_token_ids().tolist()) == brute_allowed(cg, m.state, vocab)
+    m = GrammarMatcher(cg)
+    assert m.accept_bytes('{"')
+    walk_against_oracle(cg, m, vocab, rng, 40, before=check)
+    m, _used = walk_under_budget(cg, auto.minlen(auto.start) + 1 + rng.randint(0, 12), rng)
+    assert m.can_terminate()
+
+
+def test_bounded_string_run_equals_full_walk_on_a_real_vocabulary():
+    from functionary.tokenizers import load_vocabulary
+    vocab = load_vocabulary("llama3.1")
+    cg = GrammarCompiler(vocab).compile_json_schema(
+        {"type": "string", "minLength": 2, "maxLength": 40})
+    auto = cg.automaton
+    for prefix in ['"', '"a', '"ab', '"' + "x" * 30, '"' + "é" * 20, '"' + "y" * 39,
+                   '"' + "中" * 12]:
+        m = GrammarMatcher(cg)
+        assert m.accept_bytes(prefix)
+        s = m.state
+        assert auto._run(s) is not None, prefix
+        got = auto.mask(s)
+        ids, _ends = auto.index.trie.walk_table(s, auto._table, auto._refill)
+        want = auto.index.ids_to_words(ids)
+        if auto.nullable(s):
+            auto._set_bits(want, vocab.eos_token_ids)
+        assert np.array_equal(got, want), prefix
+
+
 KEYS_SCHEMA = {"type": "object",
                "properties": {"name": {"type": "string"}, "names": {"type": "integer"},
                               "nick": {"enum": ["a", "b"]}, "é": {"type": "boolean"}}}
