@@ -133,6 +133,21 @@ def _cofinite_is(a: ir.Term, r: ir.Term, y: ir.Term, stops: int) -> bool:
     return _chain_is((body, closer, rest, r), y)
 
 
+def _leading_repeat(t: ir.Term) -> tuple[ir.Term, int, int | None, ir.Term] | None:
+    """``(X, lo, hi, R)`` for ``t = X{lo,hi} R`` (``R`` empty for a bare repetition), else
+    None."""
+    if t.kind == "seq":
+        head, rest = t.args
+    elif t.kind == "repeat":
+        head, rest = t, ir.EMPTY
+    else:
+        return None
+    if head.kind != "repeat":
+        return None
+    x, lo, hi = head.args
+    return x, lo, hi, rest
+
+
 _NO, _CONTAINS, _COFINITE = 0, 1, 2
 
 
@@ -458,16 +473,10 @@ class Automaton:
         mask for all positions far from their bounds, and the unbounded twin is usually a
         self-loop served by a slice, not a trie walk.  The worst shortest completion after a
         token grows by at most ``(lo - lo') * minlen(X) = minlen(s) - minlen(s')``."""
-        t = self._terms[s]
-        if t.kind == "seq":
-            head, rest = t.args
-        elif t.kind == "repeat":
-            head, rest = t, ir.EMPTY
-        else:
+        parts = _leading_repeat(self._terms[s])
+        if parts is None:
             return None
-        if head.kind != "repeat":
-            return None
-        x, lo, hi = head.args
+        x, lo, hi, rest = parts
         big = self._span
         lo2 = min(lo, big)
         hi2 = None if hi is None or hi >= big else hi
@@ -558,16 +567,10 @@ class Automaton:
         ``minLength``) under one token's reach was a new state that walked the whole
         trie; now it takes the slice of its length (cached per vocabulary) and walks the
         tokens with an exit byte."""
-        t = self._terms[s]
-        if t.kind == "seq":
-            head, rest = t.args
-        elif t.kind == "repeat":
-            head, rest = t, ir.EMPTY
-        else:
+        parts = _leading_repeat(self._terms[s])
+        if parts is None:
             return None
-        if head.kind != "repeat":
-            return None
-        x, lo, hi = head.args
+        x, lo, hi, rest = parts
         if lo == 0 and hi is None:
             return None
         units = self._char_units(x)   # before the twin: most runs are not characters

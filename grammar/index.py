@@ -432,7 +432,6 @@ class TokenIndex:
             self._slices[key] = hit
             return hit
 
-
     def char_counts(self) -> np.ndarray:
         """For each text token: how many UTF-8 characters it starts (its bytes that are not
         continuation bytes), a character cut short at its end included."""

@@ -36,6 +36,16 @@ def brute_allowed(cg, state, vocab):
     return out
 
 
+def full_walk_words(auto, s):
+    """The mask of state ``s`` by a walk of the whole trie (no slice, no reference), with
+    EOS where ``s`` accepts."""
+    ids, _ends = auto.index.trie.walk_table(s, auto._table, auto._refill)
+    want = auto.index.ids_to_words(ids)
+    if auto.nullable(s):
+        auto._set_bits(want, auto.index.vocab.eos_token_ids)
+    return want
+
+
 def walk_under_budget(cg, budget, rng):
     """A random walk under the mask with a token budget: never a dead end, never past the
     budget.  Returns the matcher and the tokens used."""
@@ -234,12 +244,7 @@ def test_search_pattern_slice_equals_full_walk_on_a_real_vocabulary():
         m = GrammarMatcher(cg)
         assert m.accept_bytes(prefix)
         s = m.state
-        got = auto.mask(s)
-        ids, _ends = auto.index.trie.walk_table(s, auto._table, auto._refill)
-        want = auto.index.ids_to_words(ids)
-        if auto.nullable(s):
-            auto._set_bits(want, vocab.eos_token_ids)
-        assert np.array_equal(got, want), prefix
+        assert np.array_equal(auto.mask(s), full_walk_words(auto, s)), prefix
         if prefix in ('"', '"x'):     # the search's start: the closure holds its progress
             assert len(auto._closure.get(s, ())) > 1, prefix
 
@@ -295,12 +300,7 @@ def test_bounded_string_run_equals_full_walk_on_a_real_vocabulary():
         assert m.accept_bytes(prefix)
         s = m.state
         assert auto._run(s) is not None, prefix
-        got = auto.mask(s)
-        ids, _ends = auto.index.trie.walk_table(s, auto._table, auto._refill)
-        want = auto.index.ids_to_words(ids)
-        if auto.nullable(s):
-            auto._set_bits(want, vocab.eos_token_ids)
-        assert np.array_equal(got, want), prefix
+        assert np.array_equal(auto.mask(s), full_walk_words(auto, s)), prefix
 
 
 KEYS_SCHEMA = {"type": "object",
