@@ -63,7 +63,16 @@ def _fill_row_py(table: np.ndarray, s: int, cells: list) -> tuple[int, ...]:
 
 _fill_row = native.ext.fill_row if native.ext is not None else _fill_row_py
 
-_HIGH_BYTES = ((1 << 128) - 1) << 128   # bytes 0x80-0xFF in a 256-bit byte mask
+_ASCII = (1 << 128) - 1                 # bytes 0x00-0x7F in a 256-bit byte mask
+_HIGH_BYTES = _ASCII << 128             # bytes 0x80-0xFF
+
+
+def _byte_mask(bs: bytes) -> int:
+    """The 256-bit mask of the bytes ``bs``."""
+    m = 0
+    for b in bs:
+        m |= 1 << b
+    return m
 
 
 def _utf8_ends(start, step, dead) -> list[set] | None:
@@ -511,12 +520,14 @@ class Automaton:
                 run = self._run(s)
                 if run is not None:
                     return self._mask_from_run(s, *run)
-                cov = self._covering(s)
-                if cov is not None:
-                    return self._mask_from_covering(s, *cov)
-                ref = self._reference(s)
-                if ref is not None:
-                    return self._mask_from_reference(s, *ref)
+                div = self._diverging(s)
+                if div is not None:
+                    cov = self._covering(s, *div)
+                    if cov is not None:
+                        return self._mask_from_covering(s, *cov)
+                    ref = self._reference(s, *div)
+                    if ref is not None:
+                        return self._mask_from_reference(s, *ref)
             exits, ids, ends = self._walk(s)
         m = idx.ids_to_words(ids)
         if exits is not None:
@@ -582,11 +593,8 @@ class Automaton:
         exits = self._slice_exits(twin)
         if exits is None or self._closure_of(twin) != (twin,):
             return None
-        stops = 0
-        for b in exits:
-            stops |= 1 << b
-        ascii_ = (1 << 128) - 1
-        if ascii_ & ~stops & ~units or ir.first_bytes(rest) & ~stops:
+        stops = _byte_mask(exits)
+        if _ASCII & ~stops & ~units or ir.first_bytes(rest) & ~stops:
             return None
         return exits, hi
 
@@ -611,45 +619,59 @@ class Automaton:
         characters, plus a walk from ``s`` of the tokens with an exit byte.  A slice token
         ends in ``X{lo-c,hi-c} R`` (or a character short of it): no longer a shortest
         completion than ``s``'s, plus 3 pending bytes."""
+        base = None if hi is None else self.index.slice_upto(exits, hi).copy()
+        m, ends = self._slice_walk(s, exits, base)
+        return self._finish_mask(s, m, self._known_max(ends), (s,))
+
+    def _slice_walk(self, s: int, exits: bytes, base: np.ndarray | None = None,
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(words, ends)``: ``base`` (words the caller owns, updated in place; default: a
+        copy of the slice of ``exits``) with the tokens of the slice's exit trie that ``s``
+        allows, and those tokens' end states."""
         idx = self.index
         words, trie = idx.slice(exits)
-        m = (words if hi is None else idx.slice_upto(exits, hi)).copy()
+        m = words.copy() if base is None else base
         ids, ends = trie.walk_table(s, self._table, self._refill)
         if len(ids):
             m |= idx.ids_to_words(ids)
-        return self._finish_mask(s, m, self._known_max(ends), (s,))
+        return m, ends
 
-    def _covering(self, s: int) -> tuple[int, bytes, list[int], bool] | None:
-        """``(t, E, dead, exact)`` when every slice token of a slice state ``t`` with exits
-        ``E`` is allowed from ``s`` too, except those whose first byte is in ``dead``, else
-        None.  ``exact``: each such token ends in a state that contains the one it reaches
-        from ``t`` (so no longer a shortest completion than there).
+    def _diverging(self, s: int) -> tuple[int, list[int]] | None:
+        """``(t, D)``: ``s``'s successor on the most bytes when it is a slice state (see
+        :meth:`_slice_exits`), and the first bytes ``D`` on which the two rows differ;
+        else None.  Where ``s`` moves as ``t`` does, a token is allowed from ``s`` exactly
+        when it is from ``t``: :meth:`_covering` and :meth:`_reference` decide the rest."""
+        self.row(s)
+        t = self._major[s]
+        if t in (DEAD, s) or self._slice_exits(t) is None:
+            return None
+        # _slice_exits(t) computed t's row: both rows are in the table
+        return t, np.flatnonzero(self._table[s] != self._table[t]).tolist()
 
-        ``t`` is the successor of ``s`` on most bytes, a slice state that is its own
-        closure (a free string body).  On every first byte outside the bytes where the
-        two rows differ, ``s`` moves as ``t`` does.  On a differing byte ``b`` that is not
-        an exit of ``t``, either ``s`` dies (``b`` goes to ``dead``) or the structure shows
-        that what follows keeps ``s`` live wherever it keeps ``t`` live (see
-        :func:`_covers`; typically an object key that still spells a prefix of some
+    def _covering(self, s: int, t: int, diff: list[int]
+                  ) -> tuple[int, bytes, list[int], bool] | None:
+        """``(t, E, dead, exact)`` when every slice token of ``t`` (see :meth:`_diverging`;
+        exits ``E``) is allowed from ``s`` too, except those whose first byte is in
+        ``dead``, else None.  ``exact``: each such token ends in a state that contains the
+        one it reaches from ``t`` (so no longer a shortest completion than there).
+
+        ``t`` must be its own closure (a free string body).  On a differing byte ``b``
+        that is not an exit of ``t``, either ``s`` dies (``b`` goes to ``dead``) or the
+        structure shows that what follows keeps ``s`` live wherever it keeps ``t`` live
+        (see :func:`_covers`; typically an object key that still spells a prefix of some
         declared names, ``seq(alt(any other name, names), rest)``).  Only the tokens with
         an exit byte (or not well-formed) need a walk from ``s``, over the slice's own
         trie: the names' prefixes are walked along those tokens alone, not along every
         token that starts with a name's first letter (as :meth:`_reference` walks them)."""
-        rs = self.row(s)
-        t = self._major[s]
-        if t in (DEAD, s):
-            return None
         exits = self._slice_exits(t)
-        if exits is None or self._closure_of(t) != (t,):
+        if self._closure_of(t) != (t,):
             return None
-        rt = self._rows[t]
+        rs, rt = self._rows[s], self._rows[t]
         terms = self._terms
-        stops = 0
-        for b in exits:
-            stops |= 1 << b
+        stops = _byte_mask(exits)
         dead = []
         exact = True
-        for b in np.flatnonzero(self._table[s] != self._table[t]).tolist():
+        for b in diff:
             ns, nt = rs[b], rt[b]  # type: ignore[index]
             if nt == DEAD or (b < 128 and b in exits):
                 continue   # no slice token starts with b: the walk covers them
@@ -668,20 +690,18 @@ class Automaton:
         tokens starting with a ``dead`` byte, plus a walk from ``s`` of the other tokens.
         The longest shortest completion after a token is recorded only when ``exact``
         (else a budget mask walks ``s`` when one is asked for)."""
-        idx = self.index
-        words, trie = idx.slice(exits)
-        m = words.copy()
-        for b in dead:
-            np.bitwise_and(m, ~idx.first_byte(b)[0], out=m)
-        ids, ends = trie.walk_table(s, self._table, self._refill)
-        if len(ids):
-            m |= idx.ids_to_words(ids)
+        base = None
+        if dead:
+            base = self.index.slice(exits)[0].copy()
+            for b in dead:
+                np.bitwise_and(base, ~self.index.first_byte(b)[0], out=base)
+        m, ends = self._slice_walk(s, exits, base)
         worst = self._known_max(ends) if exact else None
         return self._finish_mask(s, m, worst, self._closure_of(t))
 
-    def _reference(self, s: int) -> tuple[int, bytes] | None:
-        """``(t, D)`` when ``s`` moves like a slice state ``t`` (see :meth:`_slice_exits`)
-        on every first byte outside the few bytes ``D``, else None.
+    def _reference(self, s: int, t: int, diff: list[int]) -> tuple[int, bytes] | None:
+        """``(t, D)`` when the first bytes ``D = diff`` on which ``s`` and its slice state
+        ``t`` part ways (see :meth:`_diverging`) start few enough tokens, else None.
 
         This is a position inside an object key that still spells a prefix of some
         declared names (or a string excluded by ``not``/``oneOf``): most characters leave
@@ -690,17 +710,12 @@ class Automaton:
         reaches the same state from ``s`` as from ``t`` after that byte, and so every state
         after: it is allowed from ``s`` exactly when it is allowed from ``t``.  Only the
         tokens starting with a byte of ``D`` need a walk from ``s``, not the whole trie."""
-        self.row(s)
-        t = self._major[s]
-        if t in (DEAD, s) or self._slice_exits(t) is None:
-            return None
-        # _slice_exits(t) computed t's row: both rows are in the table
-        diff = np.flatnonzero(self._table[s] != self._table[t])
-        walked = diff[self._table[s, diff] != DEAD]   # dead first bytes are just cleared
+        rs = self._rows[s]
+        walked = [b for b in diff if rs[b] != DEAD]   # type: ignore[index]  # dead: cleared
         idx = self.index
         if idx.first_byte_counts[walked].sum() > _REF_MAX_SHARE * idx.trie.size:
             return None
-        return t, bytes(diff.tolist())
+        return t, bytes(diff)
 
     def _mask_from_reference(self, s: int, t: int, diff: bytes) -> np.ndarray:
         """The mask of ``s`` from the mask of its reference state ``t`` (see

@@ -955,10 +955,10 @@ def declare_cofinite(t: Term, body: Term, closer: Term) -> None:
     """Record that the language of ``t`` is that of ``seq(body, closer)`` less finitely
     many strings, where ``body`` is a star ``x*`` of an ``x`` with a non-empty string: then
     every prefix of a string of ``body`` extends (in infinitely many ways, so past the
-    exceptions) to a string of ``t``.  For builders that know it of a term they build (a JSON string other than a
-    few names, see :func:`grammar.jsonvalue.string_except`); the automaton relies on it to
-    skip a walk (see :meth:`grammar.automaton.Automaton._covering`), so it must be
-    true."""
+    exceptions) to a string of ``t``.  For builders that know it of a term they build (a
+    JSON string other than a few names, see :func:`grammar.jsonvalue.string_except`); the
+    automaton relies on it to skip a walk (see
+    :meth:`grammar.automaton.Automaton._covering`), so it must be true."""
     _COFINITE[t] = (body, closer)
 
 

@@ -46,6 +46,51 @@ def full_walk_words(auto, s):
     return want
 
 
+def words_ids(words: np.ndarray) -> set[int]:
+    """The token ids whose bits are set in bitmask ``words``."""
+    return set(np.flatnonzero(np.unpackbits(words.view(np.uint8), bitorder="little")).tolist())
+
+
+def path_args(auto, s, path):
+    """The arguments of the mask path ``path`` ("run", "covering", "reference": the ways
+    Automaton._compute_mask spares a whole-trie walk) at state ``s``, or None where it
+    does not apply."""
+    if path == "run":
+        return auto._run(s)
+    div = auto._diverging(s)
+    if div is None:
+        return None
+    return auto._covering(s, *div) if path == "covering" else auto._reference(s, *div)
+
+
+def check_path_masks(cg, vocab, rng, path, prefixes):
+    """The mask that ``path`` computes equals the brute-force oracle on each of
+    ``prefixes`` (where the path must apply) and wherever it applies along a random walk
+    from ``{"``; the matcher's own masks too.  Returns the states where it applied."""
+    auto = cg.automaton
+    make = {"run": auto._mask_from_run, "covering": auto._mask_from_covering,
+            "reference": auto._mask_from_reference}[path]
+    hits = []
+
+    def check(s):
+        args = path_args(auto, s, path)
+        if args is not None:
+            assert words_ids(make(s, *args)) == brute_allowed(cg, s, vocab)
+            hits.append(s)
+
+    for prefix in prefixes:
+        m = GrammarMatcher(cg)
+        assert m.accept_bytes(prefix)
+        n = len(hits)
+        check(m.state)
+        assert len(hits) == n + 1, prefix     # the path applies
+        assert set(m.allowed_token_ids().tolist()) == brute_allowed(cg, m.state, vocab)
+    m = GrammarMatcher(cg)
+    assert m.accept_bytes('{"')
+    walk_against_oracle(cg, m, vocab, rng, 40, before=check)
+    return hits
+
+
 def walk_under_budget(cg, budget, rng):
     """A random walk under the mask with a token budget: never a dead end, never past the
     budget.  Returns the matcher and the tokens used."""
@@ -265,25 +310,9 @@ def test_bounded_string_runs_match_brute_force(seed):
     vocab = vocab_with_extras()
     cg = GrammarCompiler(vocab).compile_json_schema(RUN_SCHEMA, whitespace=1)
     auto = cg.automaton
-    hits = []
-
-    def check(s):
-        run = auto._run(s)
-        if run is not None:
-            assert _words_ids(auto._mask_from_run(s, *run)) == brute_allowed(cg, s, vocab)
-            hits.append(s)
-
-    for prefix in ('{"a": "', '{"a": "ab', '{"a": "abcdé', '{"a": "abcde', '{"b": "',
-                   '{"b": "a', '{"b": "abc', '{"b": "abcdefgh', '{"c": "', '{"c": "a'):
-        m = GrammarMatcher(cg)
-        assert m.accept_bytes(prefix)
-        n = len(hits)
-        check(m.state)
-        assert len(hits) == n + 1, prefix
-        assert set(m.allowed_token_ids().tolist()) == brute_allowed(cg, m.state, vocab)
-    m = GrammarMatcher(cg)
-    assert m.accept_bytes('{"')
-    walk_against_oracle(cg, m, vocab, rng, 40, before=check)
+    check_path_masks(cg, vocab, rng, "run",
+                     ('{"a": "', '{"a": "ab', '{"a": "abcdé', '{"a": "abcde', '{"b": "',
+                      '{"b": "a', '{"b": "abc', '{"b": "abcdefgh', '{"c": "', '{"c": "a'))
     m, _used = walk_under_budget(cg, auto.minlen(auto.start) + 1 + rng.randint(0, 12), rng)
     assert m.can_terminate()
 
@@ -299,7 +328,7 @@ def test_bounded_string_run_equals_full_walk_on_a_real_vocabulary():
         m = GrammarMatcher(cg)
         assert m.accept_bytes(prefix)
         s = m.state
-        assert auto._run(s) is not None, prefix
+        assert path_args(auto, s, "run") is not None, prefix
         assert np.array_equal(auto.mask(s), full_walk_words(auto, s)), prefix
 
 
@@ -311,10 +340,6 @@ KEYS_SCHEMA = {"type": "object",
 ASCII_KEYS_SCHEMA = {"type": "object",
                      "properties": {k: v for k, v in KEYS_SCHEMA["properties"].items()
                                     if k.isascii()}}
-
-
-def _words_ids(words: np.ndarray) -> set[int]:
-    return set(np.flatnonzero(np.unpackbits(words.view(np.uint8), bitorder="little")).tolist())
 
 
 @pytest.mark.parametrize("path", ["reference", "covering"])
@@ -330,31 +355,8 @@ def test_key_prefix_masks_by_each_path_match_brute_force(seed, path):
     vocab = vocab_with_extras()
     schema = KEYS_SCHEMA if path == "reference" else ASCII_KEYS_SCHEMA
     cg = GrammarCompiler(vocab).compile_json_schema(schema, whitespace=1)
-    auto = cg.automaton
-    hits = []
-
-    def check(s):
-        if path == "reference":
-            ref = auto._reference(s)
-            words = None if ref is None else auto._mask_from_reference(s, *ref)
-        else:
-            cov = auto._covering(s)
-            words = None if cov is None else auto._mask_from_covering(s, *cov)
-        if words is not None:
-            assert _words_ids(words) == brute_allowed(cg, s, vocab)
-            hits.append(s)
-
-    m = GrammarMatcher(cg)
-    assert m.accept_bytes('{"')
-    walk_against_oracle(cg, m, vocab, rng, 40, before=check)
     prefixes = ('{"', '{"n', '{"na', '{"names', '{"nick": "a", "', '{"nick": "a", "n')
-    for prefix in prefixes:
-        m.reset()
-        assert m.accept_bytes(prefix)
-        n = len(hits)
-        check(m.state)
-        assert len(hits) == n + 1, prefix     # the path applies
-        assert set(m.allowed_token_ids().tolist()) == brute_allowed(cg, m.state, vocab)
+    hits = check_path_masks(cg, vocab, rng, path, prefixes)
     assert len(hits) > len(prefixes) or seed % 2   # most random walks meet a key prefix
 
 
@@ -373,7 +375,7 @@ def test_covering_declines_what_the_structure_does_not_show():
         cg = GrammarCompiler(vocab).compile_json_schema(schema, whitespace=1)
         m = GrammarMatcher(cg)
         assert m.accept_bytes(prefix)
-        assert cg.automaton._covering(m.state) is None, prefix
+        assert path_args(cg.automaton, m.state, "covering") is None, prefix
         assert set(m.allowed_token_ids().tolist()) == brute_allowed(cg, m.state, vocab)
     # the free part cannot start with "a": after "a" only "b" may follow, so a slice token
     # such as "aa" must not be allowed although "a" is no exit of the free body
@@ -381,7 +383,7 @@ def test_covering_declines_what_the_structure_does_not_show():
     term = ir.alt(ir.lit('ab"'), ir.seq(ir.utf8_char(exclude=b'a"'), body, ir.lit('"')))
     cg = GrammarCompiler(vocab).compile(Grammar.from_term(term, "no-a"))
     m = GrammarMatcher(cg)
-    assert cg.automaton._covering(m.state) is None
+    assert path_args(cg.automaton, m.state, "covering") is None
     got = set(m.allowed_token_ids().tolist())
     assert got == brute_allowed(cg, m.state, vocab) and vocab.token_id("aa") not in got
     body, q = jv.string_content_any(), jv.QUOTE
@@ -414,7 +416,7 @@ def test_reference_state_lends_no_eos_or_special_token():
     cg = GrammarCompiler(vocab).compile(Grammar.from_term(term, "borrower"))
     auto = cg.automaton
     m = GrammarMatcher(cg)
-    ref = auto._reference(m.state)
+    ref = path_args(auto, m.state, "reference")
     assert ref is not None and auto.nullable(ref[0]) and auto.special_next(ref[0])
     got = set(m.allowed_token_ids().tolist())
     assert got == brute_allowed(cg, m.state, vocab)
@@ -439,8 +441,8 @@ def test_key_prefix_reference_equals_full_walk_on_a_real_vocabulary():
         assert np.array_equal(got, want), prefix
         if prefix in ('{"n', '{"na', '{"nam'):
             # taken by the covering path; the reference path agrees
-            ref = auto._reference(s)
-            assert ref is not None and auto._covering(s) is not None, prefix
+            ref = path_args(auto, s, "reference")
+            assert ref is not None and path_args(auto, s, "covering") is not None, prefix
             assert np.array_equal(auto._mask_from_reference(s, *ref), want), prefix
     # the reference candidate recorded with each row: the successor on the most bytes
     # (the lowest first byte on a tie), never the dead state while a live one exists
